@@ -1,0 +1,104 @@
+"""Keep the notebooks honest: stored executed top to bottom, and identical to `shared/` where they say so.
+
+nbval (`pytest --nbval chapters solutions`) re-runs every notebook and compares outputs; these
+tests add what nbval cannot see.
+"""
+
+import ast
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted([*ROOT.glob("chapters/*/*.ipynb"), *ROOT.glob("solutions/*.ipynb")])
+# A cell that shows a finished component starts with a comment naming its module, e.g.
+# "# The finished version, kept in shared/tokenization.py (a test keeps the two identical)".
+SYNC_MARK = re.compile(r"^#.*\bshared/(\w+)\.py\b")
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook: dict) -> list[str]:
+    return ["".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code"]
+
+
+def ids(paths):
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def test_there_are_notebooks():
+    assert any(p.parts[-3] == "chapters" for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_stored_executed_top_to_bottom_without_errors(path):
+    notebook = load(path)
+    cells = [c for c in notebook["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    counts = [c.get("execution_count") for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), f"execution counts {counts}: re-run the notebook top to bottom"
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error" or "NBVAL_RAISES_EXCEPTION" in "".join(cell["source"]), (
+                f"stored error {output.get('ename')}: {output.get('evalue')}"
+            )
+
+
+def definitions(source: str) -> dict[str, str]:
+    """Top-level functions and classes in `source`, by name, with their exact source text."""
+    tree = ast.parse(source)
+    return {
+        node.name: ast.get_source_segment(source, node, padded=True)
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
+
+
+SYNCED = [
+    (path, i, cell)
+    for path in NOTEBOOKS
+    for i, cell in enumerate(code_cells(load(path)))
+    if SYNC_MARK.match(cell)
+]
+
+
+@pytest.mark.parametrize("path, index, cell", SYNCED, ids=[f"{p.relative_to(ROOT)}:cell{i}" for p, i, _ in SYNCED])
+def test_notebook_component_is_identical_to_shared(path, index, cell):
+    module = SYNC_MARK.match(cell).group(1)
+    module_defs = definitions((ROOT / "shared" / f"{module}.py").read_text(encoding="utf-8"))
+    cell_defs = definitions(cell)
+    assert cell_defs, "a cell marked as a shared/ component defines nothing"
+    for name, source in cell_defs.items():
+        assert name in module_defs, f"{name} is shown in the notebook but missing from shared/{module}.py"
+        assert textwrap.dedent(source) == textwrap.dedent(module_defs[name]), (
+            f"{name} in the notebook differs from shared/{module}.py: copy one onto the other"
+        )
+
+
+def test_some_components_are_synced():
+    assert {p.parts[-2] for p, _, _ in SYNCED} >= {"ch02_text_data"}
+
+
+CHECK_CALL = re.compile(r"\b(check_exercise_\w+)\(")
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.parts[-3] == "chapters"],
+                         ids=ids([p for p in NOTEBOOKS if p.parts[-3] == "chapters"]))
+def test_every_exercise_has_a_worked_solution(path):
+    checks = set(CHECK_CALL.findall("\n".join(code_cells(load(path)))))
+    if not checks:
+        return
+    chapter = path.parent.name.split("_")[0]
+    solutions = ROOT / "solutions" / f"{chapter}_solutions.ipynb"
+    assert solutions.exists(), f"{path.name} has exercises but {solutions.name} does not exist"
+    solved = load(solutions)
+    outputs = "".join(
+        "".join(o.get("text", "")) for c in solved["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+    )
+    for check in sorted(checks):
+        exercise = check.removeprefix("check_exercise_").replace("_", ".")
+        assert f"Exercise {exercise}: correct!" in outputs, f"{solutions.name} does not solve exercise {exercise}"
