@@ -8,7 +8,7 @@ corrupt), and `pack_documents` joins documents with `<|endoftext|>` into trainin
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 
 import torch
@@ -53,30 +53,24 @@ class GPTDatasetV1(Dataset):
     """Input/target pairs cut from one token sequence by a sliding window.
 
     Window i starts at token i * stride; its target is the same window shifted one token right.
-    The tokens are stored once and windows are sliced on demand, so memory stays O(tokens).
+    `txt` is the text, or a list of token ids already encoded. The ids are stored once and each
+    window is sliced on demand, so memory grows with the text, not with the number of windows.
     """
 
     def __init__(self, txt, tokenizer, max_length, stride):
-        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
-        self._init_from_ids(token_ids, max_length, stride)
-
-    @classmethod
-    def from_token_ids(cls, token_ids: Sequence[int], max_length: int, stride: int) -> GPTDatasetV1:
-        """The same dataset, over ids that are already tokenized."""
-        dataset = cls.__new__(cls)
-        dataset._init_from_ids(token_ids, max_length, stride)
-        return dataset
-
-    def _init_from_ids(self, token_ids, max_length, stride):
+        if isinstance(txt, str):
+            token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
+        else:
+            token_ids = list(txt)
         if max_length < 1 or stride < 1:
             raise ValueError(f"max_length and stride must be at least 1 (got {max_length} and {stride}).")
         if len(token_ids) < max_length + 1:
             raise ValueError(
                 f"the text has {len(token_ids)} tokens, but one window of max_length={max_length} "
-                f"needs at least {max_length + 1} (inputs plus the target shifted by one). "
+                f"needs at least {max_length + 1} (the inputs plus one more token for the shifted target). "
                 "Use a longer text or a smaller max_length."
             )
-        self.token_ids = torch.tensor(token_ids, dtype=torch.long)
+        self.token_ids = torch.tensor(token_ids)
         self.max_length = max_length
         self.stride = stride
 
@@ -127,4 +121,4 @@ def pack_documents(documents: Iterable[str], tokenizer, max_length: int) -> GPTD
     No padding is wasted: a block may end one document and begin the next, with `<|endoftext|>`
     between them telling the model that what follows does not continue what came before.
     """
-    return GPTDatasetV1.from_token_ids(join_documents(documents, tokenizer), max_length, stride=max_length)
+    return GPTDatasetV1(join_documents(documents, tokenizer), None, max_length, stride=max_length)

@@ -49,13 +49,14 @@ def test_stored_executed_top_to_bottom_without_errors(path):
 
 
 def definitions(source: str) -> dict[str, str]:
-    """Top-level functions and classes in `source`, by name, with their exact source text."""
-    tree = ast.parse(source)
-    return {
-        node.name: ast.get_source_segment(source, node, padded=True)
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.ClassDef)
-    }
+    """Top-level functions and classes in `source`, by name, as their whole lines (comments too)."""
+    lines = source.splitlines()
+    found = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            found[node.name] = "\n".join(lines[first - 1 : node.end_lineno])
+    return found
 
 
 SYNCED = [
