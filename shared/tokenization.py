@@ -137,6 +137,9 @@ def str_to_token(text: str) -> bytes:
         raise ValueError(f"{text!r} is not a token written by token_to_str") from None
 
 
+_NOT_A_MERGE = float("inf")  # the rank of a pair that was never learned
+
+
 def _descending(token: bytes) -> tuple[int, ...]:
     """A key whose ascending order is the descending order of `token`: heapq pops the smallest,
     and training must pop the lexicographically greatest pair among equally frequent ones."""
@@ -336,16 +339,18 @@ class BPETokenizer:
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
-        """Apply the merges to one pre-tokenized piece: always merge the earliest-learned pair."""
+        """Apply the merges to one pre-tokenized piece, in the order they were learned.
+
+        Each pass merges every occurrence of the earliest-learned pair present. That equals merging
+        one occurrence at a time, since a pair formed by a merge was always learned after it.
+        """
         parts = [bytes([b]) for b in piece.encode("utf-8")]
         ranks = self._ranks
         while len(parts) > 1:
-            pair_ranks = [ranks.get(pair, -1) for pair in zip(parts, parts[1:])]
-            best = min((r for r in pair_ranks if r >= 0), default=-1)
-            if best < 0:
+            pair = min(zip(parts, parts[1:]), key=lambda p: ranks.get(p, _NOT_A_MERGE))
+            if pair not in ranks:
                 break
-            i = pair_ranks.index(best)
-            parts[i : i + 2] = [parts[i] + parts[i + 1]]
+            parts = _merge_pair(parts, pair, pair[0] + pair[1])
         return tuple(self._ids[part] for part in parts)
 
     def encode_iterable(
@@ -457,12 +462,12 @@ class BPETokenizer:
                 f"special_tokens={list(self.special_tokens)})")
 
 
-def _merge_pair(word: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every non-overlapping occurrence of `pair` in `word`, left to right, by `new_id`."""
+def _merge_pair(word: list, pair: tuple, new_token) -> list:
+    """Replace every non-overlapping occurrence of `pair` in `word`, left to right, by `new_token`."""
     merged, i = [], 0
     while i < len(word):
         if i + 1 < len(word) and word[i] == pair[0] and word[i + 1] == pair[1]:
-            merged.append(new_id)
+            merged.append(new_token)
             i += 2
         else:
             merged.append(word[i])

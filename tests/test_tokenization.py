@@ -1,6 +1,8 @@
 """The tokenizers: the book's simple ones, BPE training, and GPT-2 compatibility with tiktoken."""
 
+import base64
 import json
+import random
 import tracemalloc
 from collections import Counter
 
@@ -221,6 +223,8 @@ GPT2_CASES = [
     "code: def f(x):\n    return x ** 2  # square\n",
     "    indented\n        more indented",
     "a" * 300,
+    "a" * 20_000,  # one long piece: merging must not be quadratic in its length
+    base64.b64encode(random.Random(0).randbytes(6_000)).decode(),  # 8,000 characters, no spaces
     "Akwirw ier",
     "\u00a0non-breaking\u2009thin\u3000ideographic spaces",
     "zero\u200bwidth",
