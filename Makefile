@@ -21,7 +21,6 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(PYTHON) ../shared/tools/nb_hygiene.py . 2>/dev/null || true
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_tokenizers.py

@@ -153,7 +153,8 @@ class BPETokenizer:
     tokens' UTF-8 bytes); `merges` lists the learned pairs in the order they were learned.
     """
 
-    cache_size = 100_000  # distinct pieces remembered between calls; bounded, so memory stays flat
+    cache_size = 100_000  # distinct pieces kept between calls (memory stays flat while streaming)
+    long_piece = 256  # bytes; longer pieces (URLs, base64, unspaced text) take the O(n log n) path
 
     def __init__(
         self,
@@ -270,24 +271,26 @@ class BPETokenizer:
             merges.append((vocab[pair[0]], vocab[pair[1]]))
             merge_counts.append(-neg_count)
 
-            # 4. Re-count only the words that contain the pair: remove their old pairs, merge,
+            # 4. Re-count only the words that contain the pair: take away their old pairs, merge,
             #    add their new pairs, and push every pair whose count changed.
-            changed: set[tuple[int, int]] = set()
+            delta: Counter[tuple[int, int]] = Counter()
             for w in pair_words.pop(pair):
                 word, count = words[w], counts[w]
+                merged = _merge_pair(word, pair, new_id)
+                if len(merged) == len(word):
+                    continue  # this word lost the pair to an earlier merge
                 for old in zip(word, word[1:]):
-                    pair_counts[old] -= count
-                    changed.add(old)
-                word = words[w] = _merge_pair(word, pair, new_id)
-                for new in zip(word, word[1:]):
-                    pair_counts[new] += count
+                    delta[old] -= count
+                for new in zip(merged, merged[1:]):
+                    delta[new] += count
                     pair_words.setdefault(new, set()).add(w)
-                    changed.add(new)
+                words[w] = merged
+            for changed_pair, change in delta.items():
+                if change:
+                    pair_counts[changed_pair] += change
+                    if changed_pair != pair and pair_counts[changed_pair] > 0:
+                        heapq.heappush(heap, entry(changed_pair))
             del pair_counts[pair]
-            changed.discard(pair)
-            for changed_pair in changed:
-                if pair_counts[changed_pair] > 0:
-                    heapq.heappush(heap, entry(changed_pair))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -345,6 +348,8 @@ class BPETokenizer:
         one occurrence at a time, since a pair formed by a merge was always learned after it.
         """
         parts = [bytes([b]) for b in piece.encode("utf-8")]
+        if len(parts) > self.long_piece:
+            return tuple(self._ids[part] for part in _merge_long_piece(parts, self._ranks))
         ranks = self._ranks
         while len(parts) > 1:
             pair = min(zip(parts, parts[1:]), key=lambda p: ranks.get(p, _NOT_A_MERGE))
@@ -473,6 +478,33 @@ def _merge_pair(word: list, pair: tuple, new_token) -> list:
             merged.append(word[i])
             i += 1
     return merged
+
+
+def _merge_long_piece(parts: list[bytes], ranks: dict[tuple[bytes, bytes], int]) -> list[bytes]:
+    """The merges of `_encode_piece` in O(n log n), for long pieces where repeated passes are slow.
+
+    A heap holds (rank, position) of every mergeable neighbour pair in a linked list of parts, so the
+    earliest-learned pair, leftmost first, is always merged next. Entries made stale by an earlier
+    merge are skipped when popped.
+    """
+    n = len(parts)
+    nxt, prv, alive = list(range(1, n + 1)), list(range(-1, n - 1)), [True] * n
+    heap = [(ranks[pair], i) for i, pair in enumerate(zip(parts, parts[1:])) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if not alive[i] or j >= n or ranks.get((parts[i], parts[j])) != rank:
+            continue  # stale: a neighbour was merged since this entry was pushed
+        parts[i] += parts[j]  # merge j into i and unlink j
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[i] < n:
+            prv[nxt[i]] = i
+        for left in (prv[i], i):  # the two pairs that now include the merged part
+            if left >= 0 and nxt[left] < n and (parts[left], parts[nxt[left]]) in ranks:
+                heapq.heappush(heap, (ranks[(parts[left], parts[nxt[left]])], left))
+    return [part for part, keep in zip(parts, alive) if keep]
 
 
 def _bpe_by_rank(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:

@@ -264,6 +264,30 @@ def test_gpt2_matches_tiktoken_on_a_novel(gpt2):
     assert bpe.encode_ordinary(text) == tiktoken_enc.encode_ordinary(text)
 
 
+@pytest.fixture(scope="module")
+def gpt2_long_path(gpt2):
+    """GPT-2 with every piece sent through the O(n log n) long-piece merger."""
+    _, bpe = gpt2
+    tokenizer = BPETokenizer(bpe.vocab, bpe.merges, special_tokens=bpe.special_tokens)
+    tokenizer.long_piece = 0
+    return tokenizer
+
+
+@given(st.text(max_size=300))
+def test_long_piece_path_matches_tiktoken(gpt2, gpt2_long_path, text):
+    tiktoken_enc, _ = gpt2
+    assert gpt2_long_path.encode(text, disallowed_special=()) == tiktoken_enc.encode(text, disallowed_special=())
+
+
+def test_long_pieces_are_fast_and_exact(gpt2):
+    # 20,000 random letters are one piece needing thousands of different merges; repeated passes
+    # over it took seconds, the heap takes milliseconds.
+    tiktoken_enc, bpe = gpt2
+    letters = "".join(random.Random(1).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(20_000))
+    assert bpe.encode(letters) == tiktoken_enc.encode(letters)
+    assert bpe.encode(letters[:300]) == tiktoken_enc.encode(letters[:300])  # just above the threshold
+
+
 SPECIAL_CASES = [
     "<|endoftext|>",
     "The end.<|endoftext|>A new story",
