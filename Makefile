@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark clean
+.PHONY: install lab test lint benchmark notebooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,10 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# Re-run every notebook top to bottom and store its outputs (do this before committing a notebook).
+notebooks: install
+	for nb in chapters/*/*.ipynb solutions/*.ipynb; do \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
+	done

@@ -415,7 +415,8 @@ class BPETokenizer:
             "version": 1,
             "pattern": self.pattern,
             "special_tokens": self.special_tokens,
-            "vocab": {token_to_str(t): i for i, t in sorted(self.vocab.items()) if i not in special_ids},
+            # Keyed by id: two merges may build the same bytes, so a token string is not a unique key.
+            "vocab": {str(i): token_to_str(t) for i, t in sorted(self.vocab.items()) if i not in special_ids},
             "merges": [f"{token_to_str(a)} {token_to_str(b)}" for a, b in self.merges],
         }
         _write_atomic(Path(path), json.dumps(data, ensure_ascii=False, indent=1) + "\n")
@@ -428,7 +429,7 @@ class BPETokenizer:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("format") != "bpe-tokenizer" or data.get("version") != 1:
                 raise ValueError("not a version-1 'bpe-tokenizer' file")
-            vocab = {int(i): str_to_token(s) for s, i in data["vocab"].items()}
+            vocab = {int(i): str_to_token(s) for i, s in data["vocab"].items()}
             for special, i in data["special_tokens"].items():
                 vocab[int(i)] = special.encode("utf-8")
             merges = [tuple(str_to_token(part) for part in line.split(" ")) for line in data["merges"]]

@@ -184,6 +184,17 @@ def test_save_load_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left nothing behind
 
 
+def test_save_load_keeps_tokens_with_equal_bytes(tmp_path):
+    # "abc" is built twice, as ab+c and as a+bc: both ids must survive a save and load.
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"ab", 257: b"abc", 258: b"bc", 259: b"abc"}
+    merges = [(b"a", b"b"), (b"ab", b"c"), (b"b", b"c"), (b"a", b"bc")]
+    tokenizer = BPETokenizer(vocab, merges)
+    tokenizer.save(tmp_path / "tok.json")
+    loaded = BPETokenizer.load(tmp_path / "tok.json")
+    assert loaded.vocab == vocab and loaded.merges == merges
+    assert loaded.decode([259, 257]) == "abcabc"
+
+
 def test_load_rejects_a_corrupt_file(tmp_path):
     path = tmp_path / "tok.json"
     path.write_text('{"format": "bpe-tokenizer", "version": 1, "vocab": {}}')
