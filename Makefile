@@ -6,6 +6,9 @@ BIN = $(VENV)/bin
 .PHONY: install lab test lint benchmark notebooks clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+		echo "Python 3.10 or newer is needed, but '$(PYTHON)' is older: run e.g. 'make test PYTHON=python3.11'."; \
+		exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -r requirements.txt -e .
