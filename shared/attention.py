@@ -108,6 +108,9 @@ class KVCache:
             b, h, _, d = keys.shape
             self.keys[layer] = keys.new_empty(b, h, self.max_length, d)
             self.values[layer] = values.new_empty(b, h, self.max_length, d)
+        elif keys.shape[0] != self.keys[layer].shape[0]:
+            raise ValueError(f"the cache holds a batch of {self.keys[layer].shape[0]} sequences, not "
+                             f"{keys.shape[0]}: use one cache per batch.")
         self.keys[layer][:, :, start:end] = keys
         self.values[layer][:, :, start:end] = values
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]

@@ -123,3 +123,10 @@ def test_mask_is_not_saved_with_the_weights():
     assert set(mha.state_dict()) == {
         "W_query.weight", "W_key.weight", "W_value.weight", "out_proj.weight", "out_proj.bias"
     }
+
+
+def test_cache_used_with_another_batch_size_is_a_clear_error():
+    cache = KVCache(n_layers=1, max_length=4)
+    cache.update(0, torch.zeros(2, 1, 1, 2), torch.zeros(2, 1, 1, 2))
+    with pytest.raises(ValueError, match=r"holds a batch of 2 sequences, not 3"):
+        cache.update(0, torch.zeros(3, 1, 1, 2), torch.zeros(3, 1, 1, 2))
