@@ -162,7 +162,7 @@ def check_exercise_4_2(total_params: dict) -> None:
             f"({tied:,} without the output head, which GPT-2 ties to the token embedding). Check emb_dim, "
             "n_layers and n_heads."
         )
-    _correct("4.2", "Parameters grow with n_layers x emb_dim^2: GPT-2 XL has 12.5x the parameters of GPT-2 small.")
+    _correct("4.2", "Parameters grow with n_layers x emb_dim^2: with tied heads, GPT-2 XL has 12.5x GPT-2 small's.")
 
 
 def check_exercise_4_3(model) -> None:

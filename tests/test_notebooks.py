@@ -48,6 +48,11 @@ def test_stored_executed_top_to_bottom_without_errors(path):
             )
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_uses_the_standard_python3_kernel(path):
+    assert load(path)["metadata"].get("kernelspec", {}).get("name") == "python3"
+
+
 def definitions(source: str) -> dict[str, str]:
     """Top-level functions and classes in `source`, by name, as their whole lines (comments too)."""
     lines = source.splitlines()
