@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from shared.attention import KVCache, MultiHeadAttention
 
@@ -69,6 +70,12 @@ def check_config(cfg: dict) -> None:
 
 
 class LayerNorm(nn.Module):
+    """scale * (x - mean) / sqrt(var + eps) + shift, with the mean and biased variance of each token.
+
+    F.layer_norm computes exactly this formula in one fused kernel: faster than the five steps
+    written out, and it keeps fewer intermediate tensors in memory for the backward pass.
+    """
+
     def __init__(self, emb_dim):
         super().__init__()
         self.eps = 1e-5
@@ -76,17 +83,15 @@ class LayerNorm(nn.Module):
         self.shift = nn.Parameter(torch.zeros(emb_dim))
 
     def forward(self, x):
-        mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)
-        norm_x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.scale * norm_x + self.shift
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
 
 
 class GELU(nn.Module):
-    """GELU with the tanh approximation that GPT-2 was trained with."""
+    """GELU with the tanh approximation GPT-2 was trained with:
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), computed by one fused kernel."""
 
     def forward(self, x):
-        return 0.5 * x * (1 + torch.tanh(torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))))
+        return F.gelu(x, approximate="tanh")
 
 
 class FeedForward(nn.Module):
