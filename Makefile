@@ -27,6 +27,7 @@ lint: install
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_tokenizers.py
+	$(BIN)/python benchmarks/bench_gpt.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
