@@ -397,3 +397,11 @@ def test_gpt2_rank_file_checksum(tmp_path):
         load_tiktoken_ranks(garbage)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_tiktoken_ranks(tmp_path / "missing.tiktoken")
+
+
+def test_special_tokens_with_whitespace_are_refused():
+    # The streaming encoder cuts text at whitespace; a special token containing some could be split.
+    with pytest.raises(ValueError, match=r"special token '<\|end of text\|>' must .* contain no whitespace"):
+        BPETokenizer(special_tokens=["<|end of text|>"])
+    with pytest.raises(ValueError, match="non-empty"):
+        BPETokenizer.train("some text", 300, special_tokens=[""])
