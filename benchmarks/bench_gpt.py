@@ -17,7 +17,9 @@ Two measurements, run side by side in one process and printed as Markdown tables
    with GPT-2 124M's shapes and random weights loaded into both models by `load_weights_into_gpt`:
    `generate_text_cached` (ours, with a key-value cache), `generate_text_simple` (the book's loop,
    which reruns the whole context for every token) and `GPT2LMHeadModel.generate(do_sample=False,
-   use_cache=True)`. The three must produce identical tokens (asserted).
+   use_cache=True)`. For comparison, two more rows separate the model from the kernel: ours with
+   `fast_cpu_linear` (oneDNN's linear kernel, `shared/fast_linear.py`) switched off, and transformers
+   run inside it. All must produce identical tokens (asserted).
 
 Every number printed is measured in this run. Run from the repository root:
     python benchmarks/bench_gpt.py  [--steps N] [--warmup N] [--repeats N] [--no-memory] [--device cpu|cuda]
@@ -26,6 +28,7 @@ Every number printed is measured in this run. Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -45,6 +48,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+import shared.transformer  # noqa: E402
+from shared.fast_linear import fast_cpu_linear  # noqa: E402
 from shared.tokenization import get_gpt2_tokenizer  # noqa: E402
 from shared.transformer import GPTModel, generate_text_cached, generate_text_simple  # noqa: E402
 from shared.weights import gpt2_config, load_weights_into_gpt  # noqa: E402
@@ -277,6 +282,12 @@ def run_generation(device: torch.device, new_tokens: int, repeats: int, simple_r
                          hf_generate),
         "cached": ("ours: `generate_text_cached` (KV cache)", "ours", repeats, True,
                    lambda n: generate_text_cached(gpt, prompt, n, context)),
+        # Two rows that split the difference between the model and the kernel: ours on MKL's kernel,
+        # and transformers inside fast_cpu_linear (which reaches only its nn.Linear head, not Conv1D).
+        "cached_mkl": ("ours: `generate_text_cached` with `fast_cpu_linear` switched off", "info", repeats, True,
+                       lambda n: without_fast_linear(lambda: generate_text_cached(gpt, prompt, n, context))),
+        "transformers_onednn": ("transformers `generate` inside `fast_cpu_linear()`", "info", repeats, True,
+                                lambda n: with_fast_linear(lambda: hf_generate(n))),
         # The slow one, run last: the model is warm by then, so it gets no warm-up run of its own.
         "simple": ("ours: `generate_text_simple` (the book's loop, no cache)", "other", simple_repeats, False,
                    lambda n: generate_text_simple(gpt, prompt, n, context)),
@@ -303,6 +314,21 @@ def run_generation(device: torch.device, new_tokens: int, repeats: int, simple_r
         where = first_difference(out, expected)
         assert torch.equal(out, expected), f"{key}'s tokens differ from transformers' at position {where}"
     return [GenerateResult(name, role, seconds[key]) for key, (name, role, *_) in runs.items()]
+
+
+def without_fast_linear(run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Run `run()` with `generate_text_cached`'s oneDNN context replaced by a no-op."""
+    original = shared.transformer.fast_cpu_linear
+    shared.transformer.fast_cpu_linear = contextlib.nullcontext
+    try:
+        return run()
+    finally:
+        shared.transformer.fast_cpu_linear = original
+
+
+def with_fast_linear(run: Callable[[], torch.Tensor]) -> torch.Tensor:
+    with fast_cpu_linear():
+        return run()
 
 
 def first_difference(a: torch.Tensor, b: torch.Tensor) -> int | None:
@@ -357,7 +383,7 @@ def generation_table(results: list[GenerateResult], new_tokens: int) -> str:
                       f"{pass_fail(vs_hf >= GENERATE_TARGET)} (>= {GENERATE_TARGET:g}x transformers)")
         rows.append([result.name, str(len(result.seconds)), f"{result.best:.3f}", f"{new_tokens / result.best:.1f}",
                      "1.00x (reference)" if result.role == "reference" else f"{vs_hf:.2f}x",
-                     f"{vs_simple:.2f}x", target])
+                     f"{vs_simple:.2f}x", target if result.role != "info" else "(for comparison)"])
     header = ["generator", "runs", "best time (s)", "new tokens/s", "speed / transformers'",
               "speed / generate_text_simple's", "targets"]
     return markdown_table(header, rows)
@@ -436,7 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [f"### Generation, GPT-2 124M shapes (random weights), {args.new_tokens} new tokens, greedy, batch 1, "
               f"prompt {PROMPT!r}", "",
               generation_table(generation, args.new_tokens), "",
-              "The three produced identical tokens (asserted). Ours (cached) and transformers take turns, best of "
+              "All produced identical tokens (asserted). Ours (cached) and transformers take turns, best of "
               f"{args.repeats} runs after one untimed warm-up run each (20 tokens); `generate_text_simple` runs last "
               f"({args.simple_repeats} run{'s' if args.simple_repeats > 1 else ''}), on the already warm model. "
               "Times include the prompt's forward pass.",
