@@ -407,8 +407,8 @@ class BPETokenizer:
 
     # -- saving and loading ---------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the tokenizer as readable JSON (tokens shown GPT-2 style), atomically."""
+    def to_json(self) -> str:
+        """The tokenizer as readable JSON (tokens shown GPT-2 style): what `save` writes."""
         special_ids = set(self.special_tokens.values())
         data = {
             "format": "bpe-tokenizer",
@@ -419,14 +419,13 @@ class BPETokenizer:
             "vocab": {str(i): token_to_str(t) for i, t in sorted(self.vocab.items()) if i not in special_ids},
             "merges": [f"{token_to_str(a)} {token_to_str(b)}" for a, b in self.merges],
         }
-        _write_atomic(Path(path), json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> BPETokenizer:
-        """Read a tokenizer written by `save`."""
-        path = Path(path)
+    def from_json(cls, text: str, source: str = "the JSON text") -> BPETokenizer:
+        """Rebuild a tokenizer from `to_json`'s output; `source` names it in error messages."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
             if data.get("format") != "bpe-tokenizer" or data.get("version") != 1:
                 raise ValueError("not a version-1 'bpe-tokenizer' file")
             vocab = {int(i): str_to_token(s) for i, s in data["vocab"].items()}
@@ -437,8 +436,18 @@ class BPETokenizer:
                 raise ValueError("a merge line does not hold exactly two tokens")
             return cls(vocab, merges, list(data["special_tokens"]), data["pattern"])
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path} is not a valid tokenizer file written by BPETokenizer.save(): "
+            raise ValueError(f"{source} is not a valid tokenizer file written by BPETokenizer.save(): "
                              f"{err}. Save the tokenizer again.") from err
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as readable JSON (tokens shown GPT-2 style), atomically."""
+        _write_atomic(Path(path), self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPETokenizer:
+        """Read a tokenizer written by `save`."""
+        path = Path(path)
+        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
 
     @classmethod
     def from_tiktoken_ranks(

@@ -36,23 +36,49 @@ from tqdm import tqdm
 
 from shared.transformer import GPT2_CONFIGS, GPTModel
 
-GPT2_URL = "https://huggingface.co/{name}/resolve/main/model.safetensors"
+GPT2_URL = "https://huggingface.co/openai-community/{name}/resolve/{revision}/model.safetensors"
 
 
 @dataclass(frozen=True)
 class GPT2Checkpoint:
-    """Where one GPT-2 size lives on the Hugging Face hub."""
+    """Where one GPT-2 size lives on the Hugging Face hub, and what its file must be.
+
+    The URL names a commit of the hub repository rather than `main`, so the bytes behind it cannot
+    change; `sha256` and `size` (bytes), where known, are those of that commit's `model.safetensors`.
+    Without them a download is still checked, by comparing every tensor's shape with the model's.
+    """
 
     name: str  # the repository name, also the key of GPT2_CONFIGS
     url: str
-    # No hashes are recorded here, because none were seen when this was written (it was written
-    # offline). A downloaded file is instead checked by parsing it and comparing every tensor's shape
-    # with the model's. Pass `sha256=` to `download_gpt2_weights` to pin a hash you trust.
     sha256: str | None = None
+    size: int | None = None
+    revision: str | None = None  # the hub commit the URL points at
 
 
+# name: (revision, sha256 of model.safetensors, its size in bytes). Written offline, so taken from
+# values that unrelated public projects agree on (found by searching public GitHub code), not from the
+# hub itself:
+# - gpt2: the sha256 and the size 548,105,171 at revision 607a30d7 appear together in several
+#   projects that pin their assets and re-hash the file (a pinned-fetch script that lists the
+#   repository's files by git blob id, an interpretability study's asset contract, ...), and the
+#   sha256 is the blob name of model.safetensors in a listing of a Hugging Face cache of gpt2 at 607a30d7.
+# - gpt2-xl: the sha256 at revision 15ea56de appears in two unrelated projects: a local GPT-2 XL
+#   runner whose verification record says the file matched the hub's metadata, and a knowledge-editing
+#   study that re-hashes its cached checkpoint. Its exact size was not found: left None.
+# - gpt2-medium, gpt2-large: the revisions (6dcaa7a9, 32b71b12) are pinned by many projects, but no
+#   published hash of their model.safetensors was found: sha256 and size are None, and a download of
+#   either is checked by its tensor shapes only. Pass `sha256=` to add a hash you trust.
+_PINNED = {
+    "gpt2": ("607a30d783dfa663caf39e06633721c8d4cfcd7e",
+             "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707", 548_105_171),
+    "gpt2-medium": ("6dcaa7a952f72f9298047fd5137cd6e4f05f41da", None, None),
+    "gpt2-large": ("32b71b12589c2f8d625668d2335a01cac3249519", None, None),
+    "gpt2-xl": ("15ea56dee5df4983c59b2538573817e1667135e2",
+                "0f8b28eb05a8075f48b61b6f35332978c74fc7763fa9fb4051a1c30511736a6a", None),
+}
 GPT2_SAFETENSORS: dict[str, GPT2Checkpoint] = {
-    name: GPT2Checkpoint(name, GPT2_URL.format(name=name)) for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+    name: GPT2Checkpoint(name, GPT2_URL.format(name=name, revision=revision), sha256, size, revision)
+    for name, (revision, sha256, size) in _PINNED.items()
 }
 
 # Where download_gpt2_weights keeps the files unless told otherwise; set LLM_FROM_SCRATCH_CACHE to move it.
@@ -268,11 +294,12 @@ def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_gpt2_file(path: Path, name: str, sha256: str | None = None) -> None:
-    """Raise a ValueError unless `path` is a safetensors file that fits GPT-2 size `name` (and,
-    if `sha256` is given, has that hash). Shapes come from the header, so this is cheap."""
-    if sha256 is not None and (actual := sha256_of(path)) != sha256.lower():
-        raise ValueError(f"{path} has SHA-256 {actual}, not the expected {sha256}.")
+def verify_gpt2_file(path: Path, name: str, sha256: str | None = None, size: int | None = None) -> None:
+    """Raise a ValueError unless `path` is a safetensors file that fits GPT-2 size `name` and, where
+    given, has `size` bytes and the SHA-256 `sha256`. The size and the tensor shapes (read from the
+    header) are cheap to check, so they come first; the hash reads the whole file."""
+    if size is not None and (actual_size := path.stat().st_size) != size:
+        raise ValueError(f"{path} has {actual_size:,} bytes, not the expected {size:,}.")
     try:
         shapes = safetensors_shapes(path)
     except (SafetensorError, OSError, ValueError) as err:
@@ -280,18 +307,30 @@ def verify_gpt2_file(path: Path, name: str, sha256: str | None = None) -> None:
     with torch.device("meta"):  # a model without memory, just to know the expected shapes
         gpt = GPTModel(gpt2_config(name))
     check_gpt2_shapes(gpt, shapes)
+    if sha256 is not None and (actual := sha256_of(path)) != sha256.lower():
+        raise ValueError(f"{path} has SHA-256 {actual}, not the expected {sha256}.")
+
+
+def _fingerprint(path: Path, sha256: str) -> str:
+    """What `path` was when its hash was found to be `sha256`: the hash, the size and the modification time."""
+    stat = path.stat()
+    return f"{sha256.lower()} {stat.st_size} {stat.st_mtime_ns}\n"
 
 
 def download_gpt2_weights(name: str, cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, *,
                           sha256: str | None = None, progress: bool = True) -> Path:
     """Download GPT-2 size `name`'s `model.safetensors` once and return its path in the cache.
 
-    - Cached: a file already in `cache_dir/name/` that passes the checks is used as is.
+    - Pinned: the URL names one commit of the hub repository, and the file must have the SHA-256 and
+      size recorded in `GPT2_SAFETENSORS` where they are known (`sha256=` overrides the hash).
+    - Cached: a file already in `cache_dir/name/` that passes the checks is used as is. Its hash is
+      computed once: `model.safetensors.verified` remembers it, with the file's size and modification
+      time, so later calls skip re-reading gigabytes unless the file changed.
     - Resumable: bytes arrive in `model.safetensors.part`; if that file exists from an interrupted
       run, only the rest is requested (an HTTP Range request).
-    - Checked, then atomic: the finished `.part` is verified (SHA-256 if known, and the tensor shapes
-      of its header) and only then renamed into place with `os.replace`, so the cache never holds a
-      half-written or corrupt `model.safetensors`. A corrupt download is deleted.
+    - Checked, then atomic: the finished `.part` is verified (size and SHA-256 if known, and the
+      tensor shapes of its header) and only then renamed into place with `os.replace`, so the cache
+      never holds a half-written or corrupt `model.safetensors`. A corrupt download is deleted.
     """
     if name not in GPT2_SAFETENSORS:
         raise KeyError(f"unknown GPT-2 size {name!r}; choose one of {sorted(GPT2_SAFETENSORS)}.")
@@ -299,24 +338,32 @@ def download_gpt2_weights(name: str, cache_dir: str | os.PathLike = DEFAULT_CACH
     sha256 = sha256 or checkpoint.sha256
     folder = Path(cache_dir) / name
     target, part = folder / "model.safetensors", folder / "model.safetensors.part"
+    verified = folder / "model.safetensors.verified"
 
     if target.exists():
+        hashed = sha256 is not None and verified.exists() and verified.read_text() == _fingerprint(target, sha256)
         try:
-            verify_gpt2_file(target, name, sha256)
-            return target
+            verify_gpt2_file(target, name, None if hashed else sha256, checkpoint.size)
         except ValueError as err:
             print(f"the cached {target} fails its check ({err}); downloading it again.")
             target.unlink()
+            verified.unlink(missing_ok=True)
+        else:
+            if sha256 is not None and not hashed:
+                verified.write_text(_fingerprint(target, sha256))
+            return target
 
     folder.mkdir(parents=True, exist_ok=True)
     _fetch(checkpoint.url, part, progress=progress, label=name)
     try:
-        verify_gpt2_file(part, name, sha256)
+        verify_gpt2_file(part, name, sha256, checkpoint.size)
     except ValueError as err:
         part.unlink(missing_ok=True)
         raise ValueError(f"the download of {checkpoint.url} is corrupt and was deleted; run again to retry. "
                          f"Details: {err}") from err
     os.replace(part, target)
+    if sha256 is not None:
+        verified.write_text(_fingerprint(target, sha256))
     return target
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 from shared import weights
@@ -108,10 +111,99 @@ def test_gpt2_config() -> None:
         gpt2_config("gpt3")
 
 
-def test_the_download_table_names_the_four_sizes() -> None:
+def test_the_download_table_pins_each_size_to_a_commit() -> None:
     assert sorted(GPT2_SAFETENSORS) == ["gpt2", "gpt2-large", "gpt2-medium", "gpt2-xl"]
     for name, checkpoint in GPT2_SAFETENSORS.items():
-        assert checkpoint.url == f"https://huggingface.co/{name}/resolve/main/model.safetensors"
+        assert checkpoint.name == name and re.fullmatch(r"[0-9a-f]{40}", checkpoint.revision)
+        assert checkpoint.url == (f"https://huggingface.co/openai-community/{name}/resolve/"
+                                  f"{checkpoint.revision}/model.safetensors")
+        assert checkpoint.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", checkpoint.sha256)
+        assert checkpoint.size is None or (isinstance(checkpoint.size, int) and checkpoint.size > 0)
+    assert GPT2_SAFETENSORS["gpt2"].sha256 and GPT2_SAFETENSORS["gpt2-xl"].sha256  # the two hashes found
+
+
+@pytest.mark.parametrize("name", [name for name, c in GPT2_SAFETENSORS.items() if c.size is not None])
+def test_a_pinned_size_is_the_float32_tensors_plus_a_header(name: str) -> None:
+    """The hub's files hold every parameter once (the head is tied) and each layer's causal-mask buffer
+    of 1024 x 1024, all float32, after a JSON header of a few kB: a mistyped size would not fit."""
+    cfg = gpt2_config(name)
+    with torch.device("meta"):
+        gpt = GPTModel(cfg)
+    elements = sum(p.numel() for p in gpt.parameters()) - gpt.out_head.weight.numel() + cfg["n_layers"] * 1024 * 1024
+    header = GPT2_SAFETENSORS[name].size - 4 * elements
+    assert 1_000 < header < 100_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Files written by transformers' save_pretrained, read back with load_gpt2_safetensors
+# ---------------------------------------------------------------------------------------------
+
+# (vocab_size, n_positions, n_embd, n_layer, n_head, tied output head): odd sizes, one and several heads
+SAVED_CONFIGS = {
+    "odd-tied": (97, 17, 48, 2, 3, True),
+    "one-head-untied": (50, 9, 40, 2, 1, False),
+    "wide-untied": (256, 32, 64, 3, 4, False),
+    "one-layer-tied": (1000, 24, 96, 1, 6, True),
+}
+
+
+def perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """`model` with every parameter moved off its initial value (layer norms at 1, biases at 0 would
+    hide a swapped tensor), in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            base = 1.0 if ".ln_" in name and name.endswith("weight") else 0.0
+            param.copy_(base + 0.1 * torch.randn_like(param))
+    return model.eval()
+
+
+def saved_config(name: str) -> tuple[GPT2Config, dict]:
+    vocab, positions, embd, layers, heads, tied = SAVED_CONFIGS[name]
+    cfg = {"vocab_size": vocab, "context_length": positions, "emb_dim": embd, "n_heads": heads, "n_layers": layers,
+           "drop_rate": 0.0, "qkv_bias": True}
+    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=embd, n_layer=layers, n_head=heads,
+                        bos_token_id=None, eos_token_id=None, tie_word_embeddings=tied)
+    return config, cfg
+
+
+@pytest.mark.parametrize("name", list(SAVED_CONFIGS))
+def test_save_pretrained_files_load_with_the_same_logits(tmp_path, name: str) -> None:
+    config, cfg = saved_config(name)
+    hf = perturbed(GPT2LMHeadModel(config), seed=len(name))
+    hf.save_pretrained(tmp_path)  # safetensors by default
+    state_dict = load_gpt2_safetensors(tmp_path / "model.safetensors")
+    assert all(key.startswith("transformer.") for key in state_dict if key != "lm_head.weight")
+    assert ("lm_head.weight" in state_dict) is not config.tie_word_embeddings  # a tied head is left out
+
+    gpt = GPTModel(cfg)
+    load_weights_into_gpt(gpt, state_dict)
+    ids = torch.randint(0, cfg["vocab_size"], (2, cfg["context_length"]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(gpt.eval()(ids), hf(ids).logits, atol=1e-5, rtol=0)
+    head_is_embedding = torch.equal(gpt.out_head.weight, gpt.tok_emb.weight)
+    assert head_is_embedding is config.tie_word_embeddings
+
+
+def test_a_file_in_the_hubs_layout_loads_and_passes_the_download_check(monkeypatch, tmp_path) -> None:
+    """The hub's gpt2 file was written from GPT2Model: keys without `transformer.`, no lm_head, and
+    each layer's causal mask stored as `h.N.attn.bias`. Imitated here with safetensors' save_file."""
+    cfg = {**TINY, "drop_rate": 0.0}  # GPT-2's context of 1024, which gpt2_config (used by the check) sets
+    base = perturbed(GPT2Model(hf_config(cfg)), seed=5)
+    tensors = {key: tensor.contiguous() for key, tensor in base.state_dict().items()}
+    for i in range(cfg["n_layers"]):
+        tensors[f"h.{i}.attn.bias"] = torch.ones(1, 1, 1024, 1024).tril()
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+
+    gpt = GPTModel(cfg)
+    load_weights_into_gpt(gpt, load_gpt2_safetensors(tmp_path))
+    ids = torch.randint(0, cfg["vocab_size"], (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = base(ids).last_hidden_state @ base.wte.weight.T  # GPT-2's tied head
+        torch.testing.assert_close(gpt.eval()(ids), expected, atol=1e-5, rtol=0)
+
+    monkeypatch.setitem(GPT2_CONFIGS, "tiny-hub", cfg)
+    weights.verify_gpt2_file(tmp_path / "model.safetensors", "tiny-hub")  # no ValueError: the layout is accepted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +400,47 @@ def test_sha256_is_checked_when_known(monkeypatch, tmp_path, tiny_gpt2) -> None:
     assert list((tmp_path / "tiny-gpt2").iterdir()) == []
     good = hashlib.sha256(tiny_gpt2).hexdigest()
     assert download_gpt2_weights("tiny-gpt2", tmp_path, sha256=good, progress=False).read_bytes() == tiny_gpt2
+
+
+def test_the_tables_pinned_sha256_and_size_are_enforced(monkeypatch, tmp_path, tiny_gpt2) -> None:
+    serve(monkeypatch, FakeServer(tiny_gpt2))
+    folder = tmp_path / "tiny-gpt2"
+    other = hashlib.sha256(tiny_gpt2 + b"!").hexdigest()  # the hash of another file
+    monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", GPT2Checkpoint("tiny-gpt2", URL, sha256=other))
+    with pytest.raises(ValueError, match=f"corrupt and was deleted.*has SHA-256 .*not the expected {other}"):
+        download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)  # no sha256= passed: the table's applies
+    assert list(folder.iterdir()) == []
+
+    wrong_size = len(tiny_gpt2) + 1
+    monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", GPT2Checkpoint("tiny-gpt2", URL, size=wrong_size))
+    with pytest.raises(ValueError, match=f"has {len(tiny_gpt2):,} bytes, not the expected {wrong_size:,}"):
+        download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
+    assert list(folder.iterdir()) == []
+
+    good = hashlib.sha256(tiny_gpt2).hexdigest()
+    pinned = GPT2Checkpoint("tiny-gpt2", URL, sha256=good, size=len(tiny_gpt2))
+    monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", pinned)
+    assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False).read_bytes() == tiny_gpt2
+
+
+def test_a_cached_file_is_hashed_once_until_it_changes(monkeypatch, tmp_path, tiny_gpt2) -> None:
+    server = serve(monkeypatch, FakeServer(tiny_gpt2))
+    good = hashlib.sha256(tiny_gpt2).hexdigest()
+    monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", GPT2Checkpoint("tiny-gpt2", URL, sha256=good))
+    hashed = []
+    real_sha256_of = weights.sha256_of
+    monkeypatch.setattr(weights, "sha256_of", lambda path: hashed.append(path.name) or real_sha256_of(path))
+
+    path = download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
+    assert hashed == ["model.safetensors.part"]
+    assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False) == path
+    assert hashed == ["model.safetensors.part"]  # remembered: not read again
+
+    path.write_bytes(tiny_gpt2[:-8] + bytes(8))  # same size, valid header, other bytes: only the hash can tell
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))
+    assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False).read_bytes() == tiny_gpt2
+    assert hashed == ["model.safetensors.part", "model.safetensors", "model.safetensors.part"]
+    assert server.ranges == [None, None]  # the changed file failed its hash and was downloaded again
 
 
 def test_a_corrupt_cached_file_is_downloaded_again(monkeypatch, tmp_path, tiny_gpt2) -> None:

@@ -1,0 +1,184 @@
+"""Training checkpoints in one safetensors file: weights, optimizer state, step, RNG states and config.
+
+Everything needed to resume training exactly lives in a single file. Tensors (weights, AdamW's
+moments, the random generators' states) are stored as safetensors; the rest (config, step,
+optimizer hyperparameters, anything the caller adds) as JSON in the file's metadata. Nothing is
+unpickled on load, so a checkpoint from an untrusted source cannot run code. Files are written to a
+temporary name and renamed, so an interrupted save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+FORMAT = "llm-from-scratch-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` read: the step, the model config and the caller's extra JSON data."""
+
+    step: int
+    config: dict
+    extra: dict = field(default_factory=dict)
+
+
+# -- saving ------------------------------------------------------------------------------------------
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split the optimizer's state dict into tensors (by "optimizer.<param>.<name>") and JSON data."""
+    state_dict = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for param_id, state in state_dict["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _rng_states() -> tuple[dict[str, torch.Tensor], list]:
+    """The torch generators' states as tensors, and Python's `random` state as JSON."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    version, internal, gauss = random.getstate()
+    return tensors, [version, list(internal), gauss]
+
+
+def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors that share no memory with each other (safetensors refuses shared ones)."""
+    seen, out = set(), {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if key in seen:
+            tensor = tensor.clone()  # e.g. tied weights: store a second copy
+        seen.add(key)
+        out[name] = tensor
+    return out
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    *, step: int = 0, config: dict | None = None, extra: dict | None = None) -> Path:
+    """Write model (and optimizer) state, `step`, RNG states, `config` and `extra` to `path`, atomically.
+
+    `config` defaults to `model.cfg` (GPTModel keeps its config there); `extra` is any JSON-able dict,
+    e.g. the training command's settings or the tokenizer.
+    """
+    path = Path(path)
+    config = dict(config if config is not None else getattr(model, "cfg", {}))
+    tensors = {f"model.{name}": tensor for name, tensor in model.state_dict().items()}
+    metadata = {"format": FORMAT, "version": str(VERSION), "step": str(step), "config": json.dumps(config),
+                "extra": json.dumps(extra or {})}
+    if optimizer is not None:
+        optimizer_tensors, optimizer_json = _optimizer_tensors(optimizer)
+        tensors.update(optimizer_tensors)
+        metadata["optimizer"] = json.dumps(optimizer_json)
+    rng_tensors, python_rng = _rng_states()
+    tensors.update(rng_tensors)
+    metadata["python_rng"] = json.dumps(python_rng)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(_plain(tensors), tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # on disk before the rename makes it visible
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# -- loading -----------------------------------------------------------------------------------------
+
+
+# The config keys that decide the shapes of the weights (drop_rate or use_sdpa may differ freely).
+ARCHITECTURE_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "qkv_bias")
+
+
+def _config_mismatch(saved: dict, model_config: dict) -> list[str]:
+    """'key: checkpoint X, model Y' for each architecture key on which the two configs differ."""
+    return [f"{key}: checkpoint {saved.get(key, '(missing)')!r}, model {model_config.get(key, '(missing)')!r}"
+            for key in ARCHITECTURE_KEYS if saved.get(key) != model_config.get(key)]
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the metadata of a checkpoint file, with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}.")
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({err}); it may be truncated "
+                         "or corrupt. Use another checkpoint.") from err
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is a safetensors file but not a training checkpoint of this project "
+                         "(for GPT-2's model.safetensors use shared.weights.load_gpt2_safetensors).")
+    if metadata.get("version") != str(VERSION):
+        raise ValueError(f"{path} has checkpoint version {metadata.get('version')}; this code reads version "
+                         f"{VERSION}.")
+    return tensors, metadata
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, *, restore_rng: bool = False) -> Checkpoint:
+    """Read a checkpoint into `model` (and `optimizer`), returning its step, config and extra data.
+
+    A model whose config differs from the saved one is refused with the differing keys named.
+    `restore_rng=True` also restores the random generators, so resumed training draws the same
+    dropout masks as an uninterrupted run would have.
+    """
+    tensors, metadata = read_checkpoint(path)
+    config = json.loads(metadata["config"])
+    if model is not None:
+        model_config = getattr(model, "cfg", None)
+        if model_config is not None and _config_mismatch(config, dict(model_config)):
+            raise ValueError(f"{path} was saved from a model with another config:\n  "
+                             + "\n  ".join(_config_mismatch(config, dict(model_config)))
+                             + "\nBuild the model with the checkpoint's config (its .config), then load.")
+        weights = {key[len("model."):]: t for key, t in tensors.items() if key.startswith("model.")}
+        model.load_state_dict(weights, strict=True)
+    if optimizer is not None:
+        if "optimizer" not in metadata:
+            raise ValueError(f"{path} holds no optimizer state (it was saved without an optimizer).")
+        optimizer_json = json.loads(metadata["optimizer"])
+        state: dict[int, dict] = {}
+        for key, tensor in tensors.items():
+            if key.startswith("optimizer."):
+                _, param_id, name = key.split(".", 2)
+                state.setdefault(int(param_id), {})[name] = tensor
+        for param_id, scalars in optimizer_json["scalars"].items():
+            state.setdefault(int(param_id), {}).update(scalars)
+        # JSON turned tuples such as AdamW's betas into lists: turn them back.
+        groups = [{key: tuple(value) if isinstance(value, list) and key != "params" else value
+                   for key, value in group.items()} for group in optimizer_json["param_groups"]]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    if restore_rng:
+        torch.set_rng_state(tensors["rng.torch"])
+        cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        cuda_states = [tensors[key] for key in cuda_keys]
+        if cuda_states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+        version, internal, gauss = json.loads(metadata["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
+    return Checkpoint(step=int(metadata["step"]), config=config, extra=json.loads(metadata["extra"]))

@@ -1,0 +1,223 @@
+"""Scoring a language model: loss and perplexity over a data loader or a whole text, and bits per byte.
+
+Perplexity is `exp` of the mean loss per predicted token. "Per token" matters: the book's
+`calc_loss_loader` averages the per-batch means, which gives a short last batch as much weight as a
+full one. Here every predicted token counts once, so the result equals `exp` of the loss that
+`transformers` reports for the same weights and tokens.
+
+Perplexity depends on the tokenizer (a model with bigger tokens predicts fewer, harder ones), so
+models with different tokenizers are compared in bits per byte instead: the same total loss spread
+over the bytes of the text, in bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100  # a target with this id is not scored (PyTorch's cross_entropy default; chapter 7 uses it)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put `model` in eval mode (no dropout) for the `with` block, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def summed_nll(model: torch.nn.Module, input_batch: torch.Tensor, target_batch: torch.Tensor) -> tuple[float, int]:
+    """The negative log-likelihood of a batch's targets, summed (nats), and how many targets were scored.
+
+    A sum, not a mean, so that batches of different sizes can be added up exactly.
+    """
+    logits = model(input_batch)  # (batch, num_tokens, vocab_size)
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), target_batch.flatten(), reduction="sum",
+                          ignore_index=IGNORE_INDEX)
+    return nll.item(), int((target_batch != IGNORE_INDEX).sum())
+
+
+def loss_over_loader(model: torch.nn.Module, data_loader, device, num_batches: int | None = None) -> tuple[float, int]:
+    """The summed loss (nats) over the first `num_batches` batches (all by default) and the number of
+    tokens it covers. Every token weighs the same, however the tokens are split into batches.
+
+    Runs in eval mode without gradients and leaves the model in the mode it was in. Targets equal to
+    `IGNORE_INDEX` (-100) are not counted.
+    """
+    if num_batches is not None and num_batches < 1:
+        raise ValueError(f"num_batches must be at least 1 (or None for all batches), got {num_batches}.")
+    total_nll, total_tokens, batches = 0.0, 0, 0
+    with eval_mode(model), torch.no_grad():
+        for input_batch, target_batch in data_loader:
+            if num_batches is not None and batches >= num_batches:
+                break
+            nll, count = summed_nll(model, input_batch.to(device), target_batch.to(device))
+            total_nll, total_tokens, batches = total_nll + nll, total_tokens + count, batches + 1
+    if batches == 0:
+        raise ValueError("the data loader has no batches: its text is shorter than one batch of windows. "
+                         "Use more text, a smaller batch_size or max_length, or drop_last=False.")
+    if total_tokens == 0:
+        raise ValueError(f"every target in the data loader is {IGNORE_INDEX} (ignored), so there is nothing to score.")
+    return total_nll, total_tokens
+
+
+def perplexity(model: torch.nn.Module, data_loader, device, num_batches: int | None = None) -> float:
+    """`exp` of the mean loss per token over a data loader (see `loss_over_loader`)."""
+    nll, tokens = loss_over_loader(model, data_loader, device, num_batches)
+    return math.exp(nll / tokens)
+
+
+def bits_per_byte(nll_nats: float, num_bytes: int) -> float:
+    """A total loss in nats as bits per byte of text: nats / bytes / ln 2.
+
+    (Loss per token) x tokens = the total loss, whatever the tokenizer, so bits per byte compares
+    models with different tokenizers on the same text.
+    """
+    if num_bytes < 1:
+        raise ValueError(f"num_bytes must be positive, got {num_bytes}: score a non-empty text.")
+    if nll_nats < 0:
+        raise ValueError(f"nll_nats is {nll_nats}, but a negative log-likelihood cannot be negative: "
+                         "pass the summed loss (a log-likelihood has the opposite sign).")
+    return nll_nats / num_bytes / math.log(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole text, longer than the context: windows that score every token once
+# ---------------------------------------------------------------------------------------------
+
+
+class Window(NamedTuple):
+    """One forward pass over a long text: the model reads `token_ids[start:end]`, predicting
+    `token_ids[start + 1 : end + 1]`, and only the last `scored` predictions count (the tokens before
+    them were scored by an earlier window and are here only as context)."""
+
+    start: int
+    end: int
+    scored: int
+
+
+def text_windows(num_tokens: int, context_length: int, stride: int | None = None) -> list[Window]:
+    """The windows that score tokens 1 .. num_tokens - 1 of a text exactly once (token 0 has nothing
+    before it to be predicted from).
+
+    With `stride=None` (or `stride == context_length`) the windows do not overlap: the cheap, usual way,
+    in which the first token of each window is predicted with no context at all. With a smaller
+    stride each window moves on by `stride` tokens and keeps the `context_length - stride` before
+    them as context: more context per prediction, about context_length / stride times the compute.
+    The first window scores everything it reads, since no earlier tokens exist to add as context.
+    """
+    if context_length < 1:
+        raise ValueError(f"context_length must be at least 1, got {context_length}.")
+    stride = context_length if stride is None else stride
+    if not 1 <= stride <= context_length:
+        raise ValueError(f"stride must be between 1 and context_length={context_length}, got {stride}: a stride "
+                         "larger than the context would skip tokens. Use stride=None for non-overlapping windows.")
+    if num_tokens < 2:
+        raise ValueError(f"the text has {num_tokens} token(s), but scoring needs at least 2: the first token has "
+                         "nothing before it, so only the tokens after it are predicted. Use a longer text.")
+    last = num_tokens - 1  # the last input position that predicts something (it predicts the final token)
+    end = min(context_length, last)
+    windows = [Window(0, end, end)]
+    while end < last:
+        new_end = min(end + stride, last)
+        windows.append(Window(end - (context_length - stride), new_end, new_end - end))
+        end = new_end
+    return windows
+
+
+def _model_context_length(model: torch.nn.Module, context_length: int | None) -> int:
+    """`context_length`, or the model's own (GPTModel keeps it in `model.cfg`), checked against the model's."""
+    model_context = getattr(model, "cfg", {}).get("context_length")
+    if context_length is None:
+        if model_context is None:
+            raise ValueError("this model has no cfg['context_length']: pass context_length= explicitly.")
+        return model_context
+    if model_context is not None and context_length > model_context:
+        raise ValueError(f"context_length={context_length} is longer than the model's context_length="
+                         f"{model_context}. Use at most {model_context}, or None for the model's own.")
+    return context_length
+
+
+def loss_over_token_ids(model: torch.nn.Module, token_ids: Sequence[int] | torch.Tensor, device,
+                        context_length: int | None = None, stride: int | None = None,
+                        batch_size: int = 4) -> tuple[float, int]:
+    """The summed loss (nats) of a token sequence of any length, and the number of tokens predicted
+    (`len(token_ids) - 1`): every token after the first is scored exactly once (see `text_windows`).
+
+    `context_length` defaults to the model's. Windows of equal length run `batch_size` at a time; the
+    logits of one batch take batch_size x context_length x vocab_size floats (800 MB for GPT-2 at 4).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    context_length = _model_context_length(model, context_length)
+    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+    windows = text_windows(len(ids), context_length, stride)
+
+    total_nll, total_tokens = 0.0, 0
+    with eval_mode(model), torch.no_grad():
+        for group in _batches_of_equal_length(windows, batch_size):
+            inputs = torch.stack([ids[w.start : w.end] for w in group])
+            targets = torch.stack([ids[w.start + 1 : w.end + 1] for w in group])
+            for row, window in enumerate(group):  # context only: predicted by an earlier window
+                targets[row, : window.end - window.start - window.scored] = IGNORE_INDEX
+            nll, count = summed_nll(model, inputs.to(device), targets.to(device))
+            total_nll, total_tokens = total_nll + nll, total_tokens + count
+    return total_nll, total_tokens
+
+
+def _batches_of_equal_length(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
+    """Consecutive windows grouped into batches of at most `batch_size` windows of one length."""
+    group: list[Window] = []
+    for window in windows:
+        if group and (len(group) == batch_size or window.end - window.start != group[0].end - group[0].start):
+            yield group
+            group = []
+        group.append(window)
+    yield group
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """How well a model predicts a text: its summed loss, the tokens predicted and the text's bytes."""
+
+    nll_nats: float  # the negative log-likelihood of the predicted tokens, summed, in nats
+    num_tokens: int  # tokens predicted: all but the first
+    num_bytes: int  # UTF-8 bytes of the whole text
+
+    @property
+    def loss(self) -> float:
+        """Mean loss per predicted token, in nats (the cross-entropy loss of training)."""
+        return self.nll_nats / self.num_tokens
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return bits_per_byte(self.nll_nats, self.num_bytes)
+
+
+def evaluate_text(model: torch.nn.Module, text: str, tokenizer, device, context_length: int | None = None,
+                  stride: int | None = None, batch_size: int = 4) -> TextScore:
+    """Score `text`: tokenize it (`<|endoftext|>` counts as the special token) and predict every token
+    after the first, in windows of `context_length` tokens (the model's by default; see `text_windows`
+    for `stride`).
+
+    Bytes are all the UTF-8 bytes of the text, the first token's included although nothing predicts
+    it, so bits per byte is slightly favourable on a short text and exact in the limit of a long one.
+    """
+    if not text:
+        raise ValueError("the text is empty: there is nothing to score.")
+    token_ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+    nll, tokens = loss_over_token_ids(model, token_ids, device, context_length, stride, batch_size)
+    return TextScore(nll, tokens, len(text.encode("utf-8")))

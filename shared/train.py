@@ -1,0 +1,507 @@
+"""Pretrain your own GPT: `python -m shared.train` (the Austen novels) or `python -m shared.train --data my_texts/`.
+
+The command tokenizes and packs the text, holds out a validation split (by default a whole novel,
+*Persuasion*, that the model never sees), trains with appendix D's loop (warmup, cosine decay,
+clipping; gradient accumulation and bf16 on request), shows progress, writes a checkpoint it can
+resume from (also on Ctrl-C), reports held-out perplexity and bits per byte, and prints samples.
+`python -m shared.generate CHECKPOINT` then talks to the model. `--help` lists every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from shared.data import NOVELS, load_novel
+from shared.evaluation import bits_per_byte, evaluate_text
+from shared.pretraining import generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text, train_step
+from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
+from shared.transformer import GPT2_CONFIGS, GPTModel
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+DEFAULT_VAL_NOVEL = "persuasion"
+DEFAULT_PROMPT = "It is a truth universally acknowledged"
+
+# -- the text -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """Named documents for training and for validation."""
+
+    train: list[tuple[str, str]]
+    val: list[tuple[str, str]]
+
+    def describe(self) -> str:
+        def size(docs):
+            return f"{len(docs)} document(s), {sum(len(t.encode('utf-8')) for _, t in docs):,} bytes"
+        return f"train: {size(self.train)}; validation: {size(self.val)}"
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file's contents, with a clear error for binary or empty files."""
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise ValueError(f"{path} looks like a binary file, not text. Pass plain-text (.txt) files.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err}). Convert it, e.g. `iconv -t utf-8`, and retry.") from err
+    if not text.strip():
+        raise ValueError(f"{path} is empty. Remove it or add text to it.")
+    return text
+
+
+def load_documents(paths: list[str]) -> list[tuple[str, str]]:
+    """Every .txt file named, or found (recursively, sorted) in the folders named, as (name, text)."""
+    documents = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+            if not files:
+                raise ValueError(f"the folder {path} holds no .txt files.")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"{path} does not exist.")
+        documents += [(str(file), read_text_file(file)) for file in files]
+    return documents
+
+
+def build_corpus(data: list[str] | None, val_fraction: float, val_novel: str) -> Corpus:
+    """The shipped novels with one held out, or the reader's files with the end of each held out."""
+    if not data:
+        if val_novel not in NOVELS:
+            raise ValueError(f"--val-novel {val_novel!r} is not one of the shipped novels: {', '.join(NOVELS)}.")
+        return Corpus(train=[(n, load_novel(n)) for n in NOVELS if n != val_novel],
+                      val=[(val_novel, load_novel(val_novel))])
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction {val_fraction} must be between 0 and 1, e.g. 0.1.")
+    train, val = [], []
+    for name, text in load_documents(data):
+        cut = int(len(text) * (1 - val_fraction))
+        cut = text.rfind("\n", 0, cut) + 1 or cut  # cut at a line break where there is one
+        train.append((name, text[:cut]))
+        val.append((name, text[cut:]))
+    return Corpus(train=train, val=[(n, t) for n, t in val if t.strip()])
+
+
+# -- the tokenizer ----------------------------------------------------------------------------------
+
+
+def build_tokenizer(spec: str, train_text: str):
+    """GPT-2's tokenizer ('gpt2'), or a byte-level BPE with `spec` ids learned from the training text."""
+    if spec == "gpt2":
+        return get_gpt2_tokenizer()
+    try:
+        vocab_size = int(spec)
+    except ValueError:
+        raise ValueError(f"--tokenizer {spec!r}: use 'gpt2' or a vocabulary size such as 4096.") from None
+    return BPETokenizer.train(train_text, vocab_size, special_tokens=["<|endoftext|>"])
+
+
+def tokenizer_to_json(tokenizer) -> dict:
+    """What a checkpoint stores to rebuild the tokenizer."""
+    if isinstance(tokenizer, BPETokenizer):
+        return {"kind": "bpe", "json": tokenizer.to_json()}
+    return {"kind": "gpt2"}
+
+
+def tokenizer_from_json(data: dict):
+    """Rebuild the tokenizer `tokenizer_to_json` described."""
+    if data.get("kind") == "bpe":
+        return BPETokenizer.from_json(data["json"], source="the checkpoint's tokenizer")
+    if data.get("kind") == "gpt2":
+        return get_gpt2_tokenizer()
+    raise ValueError(f"unknown tokenizer description in checkpoint: {data}")
+
+
+def vocab_size_of(tokenizer) -> int:
+    return tokenizer.vocab_size if isinstance(tokenizer, BPETokenizer) else tokenizer.n_vocab
+
+
+def encode_documents(documents: list[tuple[str, str]], tokenizer) -> torch.Tensor:
+    """All documents' ids in one stream, each followed by <|endoftext|>, as GPT-2's training data was."""
+    ids: list[int] = []
+    for _, text in documents:
+        ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
+        ids.append(tokenizer.eot_token)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+# -- batches ------------------------------------------------------------------------------------------
+
+
+def sample_batch(ids: torch.Tensor, batch_size: int, context_length: int, seed: int, step: int, micro: int = 0):
+    """Random windows of the token stream, a function of (seed, step, micro) alone.
+
+    Because no sampler state carries over between steps, a resumed run draws exactly the batches
+    the uninterrupted run would have drawn.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 1_009 + micro)
+    starts = torch.randint(0, len(ids) - context_length, (batch_size,), generator=generator)
+    offsets = torch.arange(context_length)
+    x = ids[starts[:, None] + offsets]
+    y = ids[starts[:, None] + offsets + 1]
+    return x, y
+
+
+def eval_windows(ids: torch.Tensor, context_length: int, max_windows: int | None = None):
+    """Consecutive, non-overlapping (input, target) windows over the stream: the same every evaluation."""
+    count = (len(ids) - 1) // context_length
+    if max_windows is not None:
+        count = min(count, max_windows)
+    x = ids[: count * context_length].view(count, context_length)
+    y = ids[1 : count * context_length + 1].view(count, context_length)
+    return x, y
+
+
+@torch.no_grad()
+def evaluate_loss(model, x, y, device, batch_size: int, precision: str) -> float:
+    """Mean next-token loss in nats over the windows (x, y), every token weighted equally."""
+    from shared.pretraining import autocast
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        with autocast(device, precision):
+            logits = model(xb)
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(),
+                                                   reduction="sum").item()
+        count += yb.numel()
+    model.train(was_training)
+    return total / count
+
+
+# -- the model ---------------------------------------------------------------------------------------
+
+
+def init_gpt2_style(model: GPTModel) -> None:
+    """GPT-2's initialisation: weights ~ N(0, 0.02), biases 0, and the two projections that feed each
+    shortcut scaled by 1/sqrt(2 * n_layers), so the residual stream does not grow with depth.
+
+    PyTorch's defaults (N(0, 1) embeddings) train, but more slowly at the learning rates used here.
+    """
+    std = 0.02
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, torch.nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+    residual_std = std / math.sqrt(2 * model.cfg["n_layers"])
+    for block in model.trf_blocks:
+        torch.nn.init.normal_(block.att.out_proj.weight, mean=0.0, std=residual_std)
+        torch.nn.init.normal_(block.ff.layers[2].weight, mean=0.0, std=residual_std)
+
+
+def model_config(args, vocab_size: int) -> dict:
+    """The GPTModel config: a GPT-2 size by name (--config), or the small default with any overrides."""
+    if args.config:
+        if args.config not in GPT2_CONFIGS:
+            raise ValueError(f"--config {args.config!r}: use one of {', '.join(GPT2_CONFIGS)}, or leave it out.")
+        cfg = dict(GPT2_CONFIGS[args.config])
+    else:
+        cfg = {"context_length": 128, "emb_dim": 256, "n_heads": 8, "n_layers": 6, "drop_rate": 0.1,
+               "qkv_bias": False}
+    for key in ("context_length", "emb_dim", "n_heads", "n_layers", "drop_rate"):
+        value = getattr(args, key)
+        if value is not None:
+            cfg[key] = value
+    cfg["vocab_size"] = vocab_size
+    return cfg
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but PyTorch sees no CUDA GPU. Use --device cpu (or auto).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps but this machine has no Apple GPU available. Use --device cpu (or auto).")
+    return device
+
+
+def flops_per_token(cfg: dict, num_params: int) -> float:
+    """Training FLOPs per token: 6 per parameter (forward + backward) plus attention's 12 * layers * context * width."""
+    return 6 * num_params + 12 * cfg["n_layers"] * cfg["context_length"] * cfg["emb_dim"]
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m shared.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", nargs="*", help="text files or folders of .txt files (default: the shipped Austen novels)")
+    g.add_argument("--val-novel", default=DEFAULT_VAL_NOVEL, help="with the Austen default: the novel held out")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="with --data: the end of each file held out")
+    g.add_argument("--tokenizer", default="4096", help="'gpt2', or a vocabulary size to learn a BPE tokenizer")
+    g = p.add_argument_group("model")
+    g.add_argument("--config", help=f"start from a GPT-2 size: {', '.join(GPT2_CONFIGS)} (default: a small model)")
+    g.add_argument("--n-layers", type=int)
+    g.add_argument("--emb-dim", type=int)
+    g.add_argument("--n-heads", type=int)
+    g.add_argument("--context-length", type=int)
+    g.add_argument("--drop-rate", type=float)
+    g = p.add_argument_group("training")
+    g.add_argument("--out", default="runs/austen", help="folder for the checkpoint and the log")
+    g.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    g.add_argument("--minutes", type=float, default=10.0,
+                   help="time budget: the number of steps is set from the speed of the first steps")
+    g.add_argument("--max-steps", type=int, help="train exactly this many optimizer steps (overrides --minutes)")
+    g.add_argument("--stop-at", type=int, help="save and exit after this step (continue later with --resume)")
+    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--min-lr", type=float, default=1e-4)
+    g.add_argument("--warmup-steps", type=int, default=100)
+    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping")
+    g.add_argument("--eval-every", type=int, default=200, help="steps between validation checks")
+    g.add_argument("--eval-windows", type=int, default=64, help="validation windows per check")
+    g.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
+    g.add_argument("--seed", type=int, default=123)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs; slow to start)")
+    g.add_argument("--prompt", default=DEFAULT_PROMPT, help="the start of the samples printed")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    args = p.parse_args(argv)
+    for name in ("batch_size", "accumulation_steps", "eval_every", "eval_windows", "save_every"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_steps is not None and args.max_steps < 1:
+        p.error("--max-steps must be at least 1")
+    return args
+
+
+class Run:
+    """One training run: its data, model, optimizer and position, which a checkpoint saves whole."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.out = Path(args.out)
+        self.checkpoint_path = self.out / CHECKPOINT_NAME
+        self.device = pick_device(args.device)
+        self.precision = resolve_precision(args.precision, self.device)
+        if self.checkpoint_path.exists() and not args.resume:
+            raise FileExistsError(f"{self.checkpoint_path} already exists. Pass --resume to continue that run, "
+                                  "or choose another --out folder.")
+        if args.resume and not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume, but there is no checkpoint at {self.checkpoint_path}.")
+
+        saved = None
+        if args.resume:
+            _, metadata = read_checkpoint(self.checkpoint_path)
+            saved = json.loads(metadata["extra"])
+            self._check_same_run(saved["args"])
+
+        log(f"reading the text ({'the Austen novels' if not args.data else ', '.join(args.data)})")
+        self.corpus = build_corpus(args.data, args.val_fraction, args.val_novel)
+        log(self.corpus.describe())
+        if saved:
+            self.tokenizer = tokenizer_from_json(saved["tokenizer"])
+        else:
+            log(f"building the tokenizer ({args.tokenizer})")
+            self.tokenizer = build_tokenizer(args.tokenizer, "\n".join(t for _, t in self.corpus.train))
+        self.train_ids = encode_documents(self.corpus.train, self.tokenizer)
+        self.val_ids = encode_documents(self.corpus.val, self.tokenizer)
+        self.cfg = saved["config"] if saved else model_config(args, vocab_size_of(self.tokenizer))
+        context = self.cfg["context_length"]
+        for label, ids in (("training", self.train_ids), ("validation", self.val_ids)):
+            if len(ids) <= context + 1:
+                raise ValueError(f"the {label} text has {len(ids)} tokens, fewer than one context window of "
+                                 f"{context} + 1. Add text, or lower --context-length.")
+        log(f"tokens: {len(self.train_ids):,} for training, {len(self.val_ids):,} for validation")
+
+        torch.manual_seed(args.seed)
+        self.model = GPTModel(self.cfg)
+        init_gpt2_style(self.model)
+        self.model.to(self.device)
+        self.num_params = sum(p.numel() for p in self.model.parameters())
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]  # no decay on biases and norms
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=args.lr, betas=(0.9, 0.95), fused=self.device.type in ("cpu", "cuda"))
+        self.forward_model = torch.compile(self.model) if args.compile else self.model
+        self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, args.max_steps, 0, 0.0
+        self.history: list[dict] = []
+        if saved:
+            checkpoint = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
+            self.step = checkpoint.step
+            self.total_steps = saved["total_steps"]
+            self.tokens_seen = saved["tokens_seen"]
+            self.train_seconds = saved["train_seconds"]
+            self.history = saved["history"]
+            log(f"resumed at step {self.step:,} of {self.total_steps:,}")
+
+    def _check_same_run(self, saved_args: dict) -> None:
+        """Resuming with other data or model settings would silently train something else: refuse."""
+        keys = ("data", "val_novel", "val_fraction", "tokenizer", "config", "n_layers", "emb_dim", "n_heads",
+                "context_length", "seed", "batch_size", "accumulation_steps")
+        changed = [f"--{k.replace('_', '-')}: saved {saved_args.get(k)!r}, now {getattr(self.args, k)!r}"
+                   for k in keys if saved_args.get(k) != getattr(self.args, k)]
+        if changed:
+            raise ValueError("--resume with settings that differ from the saved run's:\n  " + "\n  ".join(changed)
+                             + "\nResume with the original settings, or start a new run in another --out folder.")
+
+    def save(self) -> None:
+        extra = {"args": vars(self.args), "tokenizer": tokenizer_to_json(self.tokenizer), "config": self.cfg,
+                 "total_steps": self.total_steps, "tokens_seen": self.tokens_seen,
+                 "train_seconds": self.train_seconds, "history": self.history}
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, step=self.step, config=self.cfg,
+                        extra=extra)
+
+    def micro_batches(self, step: int):
+        a = self.args
+        return [tuple(t.to(self.device) for t in sample_batch(self.train_ids, a.batch_size, self.cfg["context_length"],
+                                                               a.seed, step, micro))
+                for micro in range(a.accumulation_steps)]
+
+    def one_step(self) -> float:
+        a = self.args
+        lr = lr_at_step(self.step, peak_lr=a.lr, warmup_steps=min(a.warmup_steps, self.total_steps - 1),
+                        total_steps=self.total_steps, initial_lr=a.lr / 100, min_lr=a.min_lr)
+        loss, _ = train_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
+                             lr=lr, max_norm=a.max_norm, precision=self.precision)
+        self.step += 1
+        self.tokens_seen += a.batch_size * a.accumulation_steps * self.cfg["context_length"]
+        return loss
+
+    def calibrate_steps(self) -> None:
+        """With a time budget: time a few steps (not kept), then fix the step count for the whole run."""
+        state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        rng = torch.get_rng_state()
+        self.total_steps = 10**9  # any large number while timing
+        self.one_step()  # warm-up: allocations, kernels
+        started, probes = time.perf_counter(), 5
+        for _ in range(probes):
+            self.one_step()
+        seconds_per_step = (time.perf_counter() - started) / probes
+        # Start over: fresh weights and optimizer, the same random state.
+        self.model.load_state_dict(state)
+        self.optimizer.state.clear()
+        torch.set_rng_state(rng)
+        self.step, self.tokens_seen = 0, 0
+        budget = self.args.minutes * 60 * 0.92  # leave time for evaluation and checkpoints
+        self.total_steps = max(int(budget / seconds_per_step), 2)
+        log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
+
+    def sample(self, max_new_tokens: int = 60) -> str:
+        """A short sample (temperature 0.8, top-k 40) that does not disturb training's random state."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.args.seed)
+            was_training = self.model.training
+            self.model.eval()
+            idx = text_to_token_ids(self.args.prompt, self.tokenizer).to(self.device)
+            out = generate(self.model, idx, max_new_tokens, self.cfg["context_length"], temperature=0.8, top_k=40)
+            self.model.train(was_training)
+        return token_ids_to_text(out, self.tokenizer)
+
+    def validation_loss(self, max_windows: int | None) -> float:
+        x, y = eval_windows(self.val_ids, self.cfg["context_length"], max_windows)
+        return evaluate_loss(self.model, x, y, self.device, self.args.batch_size, self.precision)
+
+    def train(self) -> None:
+        from tqdm.auto import tqdm
+
+        a = self.args
+        if self.total_steps is None:
+            self.calibrate_steps()
+        log(f"model: {self.num_params / 1e6:.2f}M parameters, {self.cfg['n_layers']} layers, "
+            f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}; device {self.device}, "
+            f"{self.precision}; {self.total_steps:,} steps of {a.batch_size * a.accumulation_steps} x "
+            f"{self.cfg['context_length']} tokens")
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=a.no_progress,
+                   dynamic_ncols=True)
+        flops = flops_per_token(self.cfg, self.num_params)
+        try:
+            while self.step < self.total_steps:
+                started = time.perf_counter()
+                loss = self.one_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                self.train_seconds += time.perf_counter() - started
+                tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+                if self.step % a.eval_every == 0 or self.step == self.total_steps:
+                    val_loss = self.validation_loss(a.eval_windows)
+                    self.history.append({"step": self.step, "tokens": self.tokens_seen, "train_loss": loss,
+                                         "val_loss": val_loss, "tokens_per_s": tokens_per_s,
+                                         "gflops_per_s": flops * tokens_per_s / 1e9})
+                    bar.write(f"step {self.step:>6,}  train loss {loss:.3f}  val loss {val_loss:.3f}  "
+                              f"{tokens_per_s:,.0f} tokens/s")
+                if self.step % a.save_every == 0:
+                    self.save()
+                if a.stop_at is not None and self.step >= a.stop_at and self.step < self.total_steps:
+                    bar.close()
+                    self.save()
+                    log(f"stopped at step {self.step:,} (--stop-at): continue with the same command plus --resume.")
+                    return
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            log(f"interrupted at step {self.step:,}: saved {self.checkpoint_path}. Continue with the same "
+                "command plus --resume.")
+            raise SystemExit(130) from None
+        bar.close()
+        self.save()
+        self.report()
+
+    def report(self) -> None:
+        """Score the whole held-out text (bits per byte compare across tokenizers), save a summary, sample."""
+        scores = [evaluate_text(self.model, text, self.tokenizer, self.device, batch_size=self.args.batch_size)
+                  for _, text in self.corpus.val]
+        nll, tokens, num_bytes = (sum(getattr(s, f) for s in scores) for f in ("nll_nats", "num_tokens", "num_bytes"))
+        val_loss = nll / tokens
+        tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
+        summary = {"step": self.step, "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
+                   "val_bits_per_byte": bits_per_byte(nll, num_bytes), "val_tokens": tokens, "val_bytes": num_bytes,
+                   "tokens_per_s": tokens_per_s, "train_seconds": self.train_seconds,
+                   "parameters": self.num_params, "config": self.cfg}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
+            f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
+            f"{tokens_per_s:,.0f} tokens/s")
+        log(f"checkpoint: {self.checkpoint_path}  (talk to it: python -m shared.generate {self.checkpoint_path})")
+        print("\nsample:\n" + self.sample(120))
+
+
+def log(message: str) -> None:
+    print(f"[train] {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        run = Run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run.train()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Checkpoints: everything round-trips, resuming is exact, writes are atomic, bad files are refused."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from shared import checkpoint as checkpoint_module
+from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.pretraining import train_step
+from shared.transformer import GPTModel
+
+CFG = {"vocab_size": 50, "context_length": 12, "emb_dim": 16, "n_heads": 2, "n_layers": 2, "drop_rate": 0.1,
+       "qkv_bias": False}
+
+
+def batch(step: int):
+    generator = torch.Generator().manual_seed(step)
+    x = torch.randint(0, CFG["vocab_size"], (4, CFG["context_length"]), generator=generator)
+    return x, torch.roll(x, -1, dims=1)
+
+
+def make(seed: int = 0):
+    torch.manual_seed(seed)
+    model = GPTModel(CFG)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+
+
+def train(model, optimizer, steps: range) -> list[float]:
+    model.train()  # dropout on: resuming must restore the random state too
+    return [train_step(model, [batch(s)], optimizer, "cpu", max_norm=1.0)[0] for s in steps]
+
+
+def test_resuming_gives_the_losses_of_an_uninterrupted_run(tmp_path):
+    model, optimizer = make()
+    straight = train(model, optimizer, range(8))
+
+    model, optimizer = make()
+    first_half = train(model, optimizer, range(4))
+    save_checkpoint(tmp_path / "c.safetensors", model, optimizer, step=4)
+    torch.manual_seed(999)  # disturb the random state, as a new process would
+    model, optimizer = make(seed=42)  # different initial weights, overwritten by the load
+    step = load_checkpoint(tmp_path / "c.safetensors", model, optimizer, restore_rng=True).step
+    second_half = train(model, optimizer, range(step, 8))
+    assert first_half + second_half == straight  # exactly, not approximately
+
+
+def test_everything_round_trips(tmp_path):
+    model, optimizer = make()
+    train(model, optimizer, range(3))
+    random.seed(7)
+    save_checkpoint(tmp_path / "c.safetensors", model, optimizer, step=3, extra={"note": "hi", "n": [1, 2]})
+    expected_python, expected_torch = random.random(), torch.rand(3)
+
+    loaded_model, loaded_optimizer = make(seed=1)
+    info = load_checkpoint(tmp_path / "c.safetensors", loaded_model, loaded_optimizer, restore_rng=True)
+    assert (info.step, info.config, info.extra) == (3, CFG, {"note": "hi", "n": [1, 2]})
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded_model.state_dict().items()):
+        assert torch.equal(a, b), name
+    saved_state, loaded_state = optimizer.state_dict(), loaded_optimizer.state_dict()
+    assert saved_state["param_groups"] == loaded_state["param_groups"]
+    for key, state in saved_state["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(loaded_state["state"][key][name])), name
+    assert random.random() == expected_python
+    assert torch.equal(torch.rand(3), expected_torch)
+
+
+def test_tied_weights_can_be_saved(tmp_path):
+    model, _ = make()
+    model.out_head.weight = model.tok_emb.weight  # one tensor under two names
+    save_checkpoint(tmp_path / "c.safetensors", model)
+    loaded, _ = make(seed=1)
+    load_checkpoint(tmp_path / "c.safetensors", loaded)
+    assert torch.equal(loaded.out_head.weight, model.tok_emb.weight)
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    model, optimizer = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, optimizer, step=1)
+    before = path.read_bytes()
+
+    def broken_save(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, optimizer, step=2)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+
+
+def test_a_model_with_another_config_is_refused_naming_the_keys(tmp_path):
+    model, _ = make()
+    save_checkpoint(tmp_path / "c.safetensors", model)
+    other = GPTModel({**CFG, "emb_dim": 32, "n_layers": 3})
+    with pytest.raises(ValueError, match=r"(?s)emb_dim: checkpoint 16, model 32.*n_layers: checkpoint 2, model 3"):
+        load_checkpoint(tmp_path / "c.safetensors", other)
+
+
+def test_dropout_and_attention_kernel_may_differ(tmp_path):
+    model, _ = make()
+    save_checkpoint(tmp_path / "c.safetensors", model)
+    inference_model = GPTModel({**CFG, "drop_rate": 0.0, "use_sdpa": False})
+    load_checkpoint(tmp_path / "c.safetensors", inference_model)
+    assert torch.equal(inference_model.tok_emb.weight, model.tok_emb.weight)
+
+
+def test_a_truncated_file_is_refused(tmp_path):
+    model, _ = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_checkpoint(path, make()[0])
+
+
+def test_other_safetensors_files_are_refused(tmp_path):
+    save_file({"wte.weight": torch.zeros(2, 2)}, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        load_checkpoint(tmp_path / "model.safetensors", make()[0])
+
+
+def test_a_checkpoint_without_optimizer_state_says_so(tmp_path):
+    model, optimizer = make()
+    save_checkpoint(tmp_path / "c.safetensors", model)
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_checkpoint(tmp_path / "c.safetensors", model, optimizer)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing.safetensors")

@@ -1,0 +1,150 @@
+"""The training command (`python -m shared.train`) and `python -m shared.generate`, run as a reader runs them.
+
+Each run is a fresh process on a small slice of a novel with a tiny model, so the whole file takes
+seconds. Resuming is checked across processes: losses must be identical, not merely close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.checkpoint import load_checkpoint, read_checkpoint
+from shared.data import load_novel
+from shared.train import build_corpus, sample_batch
+from shared.transformer import GPTModel
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--tokenizer", "300", "--n-layers", "1", "--emb-dim", "32", "--n-heads", "2", "--context-length", "32",
+        "--batch-size", "4", "--eval-every", "3", "--eval-windows", "4", "--warmup-steps", "2", "--no-progress"]
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "emma.txt"
+    path.write_text(load_novel("emma")[:40_000], encoding="utf-8")
+    return path
+
+
+def saved_metadata(out: Path) -> dict[str, str]:
+    return read_checkpoint(out / "checkpoint.safetensors")[1]
+
+
+def history(out: Path) -> list[dict]:
+    """The evaluations the run logged, as saved in its checkpoint."""
+    return json.loads(saved_metadata(out)["extra"])["history"]
+
+
+def test_a_run_trains_reports_and_resumes_exactly_in_a_new_process(tmp_path, text_file):
+    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "12"]
+    straight = run(*common, "--out", str(tmp_path / "straight"))
+    assert "bits per byte" in straight.stdout and "sample:" in straight.stdout
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["step"] == 12 and summary["val_bits_per_byte"] > 0
+
+    first = run(*common, "--out", str(tmp_path / "halves"), "--stop-at", "6")
+    assert "stopped at step 6" in first.stdout
+    run(*common, "--out", str(tmp_path / "halves"), "--resume")
+    losses = [(h["step"], h["train_loss"], h["val_loss"]) for h in history(tmp_path / "straight")]
+    assert losses == [(h["step"], h["train_loss"], h["val_loss"]) for h in history(tmp_path / "halves")]
+    assert [s for s, *_ in losses] == [3, 6, 9, 12]
+    resumed = json.loads((tmp_path / "halves" / "summary.json").read_text())
+    assert resumed["val_loss"] == summary["val_loss"]
+    assert losses[-1][1] < losses[0][1]  # it learned something
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, text_file):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "100000",
+            "--eval-every", "1", "--out", str(out)]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("step"):
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 130, rest
+    assert "interrupted at step" in rest and "--resume" in rest
+    model = GPTModel(json.loads(saved_metadata(out)["config"]))
+    step = load_checkpoint(out / "checkpoint.safetensors", model).step
+    assert step >= 1
+
+
+def test_generate_continues_a_prompt_repeatably(tmp_path, text_file):
+    run("-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "3", "--out", str(tmp_path))
+    checkpoint = str(tmp_path / "checkpoint.safetensors")
+    args = ["-m", "shared.generate", checkpoint, "--prompt", "Emma was", "--max-new-tokens", "15", "--seed", "1"]
+    first, second = run(*args).stdout, run(*args).stdout
+    assert first == second and first.startswith("Emma was") and len(first) > len("Emma was\n")
+    greedy = run("-m", "shared.generate", checkpoint, "--prompt", "Emma was", "--temperature", "0").stdout
+    assert greedy.startswith("Emma was")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"\x00\x01\x02binary", "binary file"),
+    (b"caf\xe9 au lait " * 10, "not UTF-8"),
+])
+def test_bad_files_get_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    result = run("-m", "shared.train", "--data", str(path), *TINY, "--out", str(tmp_path / "o"), check=False)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_a_text_shorter_than_a_window_is_refused(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("A short note.\n" * 3)
+    result = run("-m", "shared.train", "--data", str(path), *TINY, "--tokenizer", "gpt2", "--out", str(tmp_path / "o"),
+                 check=False)
+    assert result.returncode == 2 and "fewer than one context window" in result.stderr
+
+
+def test_an_existing_run_is_not_overwritten_and_resume_checks_settings(tmp_path, text_file):
+    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--out", str(tmp_path)]
+    run(*common, "--max-steps", "2")
+    again = run(*common, "--max-steps", "2", check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr and "--resume" in again.stderr
+    other = run(*[a if a != "32" else "64" for a in common], "--max-steps", "2", "--resume", check=False)
+    assert other.returncode == 2 and "--emb-dim: saved 32, now 64" in other.stderr
+
+
+def test_a_missing_path_and_an_empty_folder_are_named(tmp_path):
+    missing = run("-m", "shared.train", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o"),
+                  check=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = run("-m", "shared.train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"), check=False)
+    assert empty.returncode == 2 and "holds no .txt files" in empty.stderr
+
+
+def test_the_default_corpus_holds_out_a_whole_novel():
+    corpus = build_corpus(None, 0.1, "persuasion")
+    assert [name for name, _ in corpus.val] == ["persuasion"]
+    assert "persuasion" not in [name for name, _ in corpus.train] and len(corpus.train) == 5
+
+
+def test_batches_depend_only_on_seed_and_step():
+    ids = torch.arange(1000)
+    x1, y1 = sample_batch(ids, 4, 16, seed=1, step=5)
+    x2, y2 = sample_batch(ids, 4, 16, seed=1, step=5)
+    x3, _ = sample_batch(ids, 4, 16, seed=1, step=6)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
+    assert torch.equal(y1, x1 + 1)  # targets are the inputs shifted by one token
