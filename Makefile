@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark notebooks clean
+.PHONY: install lab test lint benchmark notebooks clean train chat
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -21,6 +21,13 @@ lab: install
 
 test: install
 	$(BIN)/python -m pytest --nbval chapters solutions tests
+
+# Pretrain a GPT on the Austen novels (about 10 minutes on a laptop CPU), then talk to it.
+train: install
+	$(BIN)/python -m shared.train $(ARGS)
+
+chat: install
+	$(BIN)/python -m shared.generate runs/austen/checkpoint.safetensors $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

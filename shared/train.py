@@ -275,7 +275,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--min-lr", type=float, default=1e-4)
     g.add_argument("--warmup-steps", type=int, default=100)
     g.add_argument("--weight-decay", type=float, default=0.1)
-    g.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping")
+    g.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
+                   help="cosine: warmup then cosine decay (appendix D); constant: --lr throughout (chapter 5)")
+    g.add_argument("--max-norm", type=float, default=1.0, help="clip the gradient norm to this (0: no clipping)")
     g.add_argument("--eval-every", type=int, default=200, help="steps between validation checks")
     g.add_argument("--eval-windows", type=int, default=64, help="validation windows per check")
     g.add_argument("--save-every", type=int, default=500, help="steps between checkpoints")
@@ -299,6 +301,7 @@ class Run:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.started = time.perf_counter()
         self.out = Path(args.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
         self.device = pick_device(args.device)
@@ -358,7 +361,7 @@ class Run:
     def _check_same_run(self, saved_args: dict) -> None:
         """Resuming with other data or model settings would silently train something else: refuse."""
         keys = ("data", "val_novel", "val_fraction", "tokenizer", "config", "n_layers", "emb_dim", "n_heads",
-                "context_length", "seed", "batch_size", "accumulation_steps")
+                "context_length", "seed", "batch_size", "accumulation_steps", "schedule")
         changed = [f"--{k.replace('_', '-')}: saved {saved_args.get(k)!r}, now {getattr(self.args, k)!r}"
                    for k in keys if saved_args.get(k) != getattr(self.args, k)]
         if changed:
@@ -380,10 +383,13 @@ class Run:
 
     def one_step(self) -> float:
         a = self.args
-        lr = lr_at_step(self.step, peak_lr=a.lr, warmup_steps=min(a.warmup_steps, self.total_steps - 1),
-                        total_steps=self.total_steps, initial_lr=a.lr / 100, min_lr=a.min_lr)
+        if a.schedule == "constant":  # the book's chapter-5 loop: one learning rate throughout
+            lr = a.lr
+        else:  # appendix D: linear warmup, then cosine decay to --min-lr
+            lr = lr_at_step(self.step, peak_lr=a.lr, warmup_steps=min(a.warmup_steps, self.total_steps - 1),
+                            total_steps=self.total_steps, initial_lr=a.lr / 100, min_lr=a.min_lr)
         loss, _ = train_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
-                             lr=lr, max_norm=a.max_norm, precision=self.precision)
+                             lr=lr, max_norm=a.max_norm or None, precision=self.precision)
         self.step += 1
         self.tokens_seen += a.batch_size * a.accumulation_steps * self.cfg["context_length"]
         return loss
@@ -403,8 +409,15 @@ class Run:
         self.optimizer.state.clear()
         torch.set_rng_state(rng)
         self.step, self.tokens_seen = 0, 0
-        budget = self.args.minutes * 60 * 0.92  # leave time for evaluation and checkpoints
-        self.total_steps = max(int(budget / seconds_per_step), 2)
+        # Fit training, the periodic validation checks and the final scoring of the held-out text into
+        # what is left of the budget. A forward pass costs about a third of a training step per token.
+        a = self.args
+        tokens_per_step = a.batch_size * a.accumulation_steps * self.cfg["context_length"]
+        forward_seconds_per_token = seconds_per_step / tokens_per_step / 3
+        eval_seconds_per_step = a.eval_windows * self.cfg["context_length"] * forward_seconds_per_token / a.eval_every
+        remaining = a.minutes * 60 - (time.perf_counter() - self.started)
+        remaining -= len(self.val_ids) * forward_seconds_per_token + 5  # final scoring, sample, saving
+        self.total_steps = max(int(0.97 * remaining / (seconds_per_step + eval_seconds_per_step)), 2)
         log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
 
     def sample(self, max_new_tokens: int = 60) -> str:
@@ -480,7 +493,9 @@ class Run:
         summary = {"step": self.step, "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
                    "val_bits_per_byte": bits_per_byte(nll, num_bytes), "val_tokens": tokens, "val_bytes": num_bytes,
                    "tokens_per_s": tokens_per_s, "train_seconds": self.train_seconds,
-                   "parameters": self.num_params, "config": self.cfg}
+                   "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg, self.num_params),
+                   "wall_seconds": time.perf_counter() - self.started, "parameters": self.num_params,
+                   "config": self.cfg, "args": vars(self.args)}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
             f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
