@@ -236,7 +236,8 @@ def resolve_precision(precision: str, device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision={precision!r}: use 'fp32', 'bf16' or 'auto'.")
+        fp16 = " (fp16 needs a gradient scaler and is not offered; bf16 does not)" if precision == "fp16" else ""
+        raise ValueError(f"precision={precision!r}: use 'fp32', 'bf16' or 'auto'{fp16}.")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ValueError("this GPU has no bf16 support (it needs compute capability 8.0, e.g. an A100 or "
                          "RTX 30xx): use precision='fp32'.")
