@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from shared.attention import MultiHeadAttention, MultiHeadAttentionWrapper, SelfAttention_v1, SelfAttention_v2
 from shared.checks import (
@@ -13,10 +14,18 @@ from shared.checks import (
     check_exercise_4_1,
     check_exercise_4_2,
     check_exercise_4_3,
+    check_exercise_5_1,
+    check_exercise_5_2,
+    check_exercise_5_3,
+    check_exercise_5_4,
+    check_exercise_5_5,
+    check_exercise_5_6,
 )
 from shared.data import create_dataloader_v1, load_novel
+from shared.pretraining import calc_loss_loader, train_model_simple
 from shared.tokenization import get_gpt2_tokenizer
 from shared.transformer import GPT_CONFIG_124M, GPTModel, TransformerBlock
+from shared.weights import gpt2_config, gpt2_parameter_map, load_gpt2_safetensors, load_weights_into_gpt
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +155,186 @@ def test_exercise_4_3(capsys):
         block.att.dropout.p, block.drop_shortcut.p = 0.2, 0.3
     check_exercise_4_3(model)
     assert "Exercise 4.3: correct!" in capsys.readouterr().out
+
+
+# -- chapter 5 --------------------------------------------------------------------------------------
+
+TOY_LOGITS = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])
+TINY_GPT = {"vocab_size": 50257, "context_length": 32, "emb_dim": 16, "n_heads": 2, "n_layers": 1,
+            "drop_rate": 0.0, "qkv_bias": False}
+
+
+def test_untouched_chapter_5_exercises_pass(capsys):
+    check_exercise_5_1(None)
+    check_exercise_5_2(None, None)
+    check_exercise_5_3(None)
+    check_exercise_5_4("model_and_optimizer.pth", None, None, None, None)
+    check_exercise_5_5(None, None, None, "model.safetensors", None, None)
+    check_exercise_5_6(None)
+    assert capsys.readouterr().out.count("not attempted yet") == 6
+
+
+def test_exercise_5_1(capsys):
+    pizza_counts = {}
+    for temperature in (1, 0.1, 5):
+        torch.manual_seed(123)
+        probas = torch.softmax(TOY_LOGITS / temperature, dim=0)
+        samples = torch.tensor([torch.multinomial(probas, num_samples=1).item() for _ in range(1_000)])
+        pizza_counts[temperature] = int((samples == 6).sum())
+    assert pizza_counts == {1: 0, 0.1: 0, 5: 32}  # the book's counts
+    check_exercise_5_1(pizza_counts)
+    assert "Exercise 5.1: correct!" in capsys.readouterr().out
+
+    with pytest.raises(AssertionError, match="not a probability"):
+        check_exercise_5_1({1: 0, 0.1: 0, 5: 0.032})
+    with pytest.raises(AssertionError, match="at temperature 1, 'pizza' has probability"):
+        check_exercise_5_1({1: 32, 0.1: 0, 5: 0})  # temperatures mixed up
+    with pytest.raises(AssertionError, match="at temperature 5"):
+        check_exercise_5_1({1: 0, 0.1: 0, 5: 239})  # counted "forward"
+    with pytest.raises(AssertionError, match="one entry per temperature"):
+        check_exercise_5_1({1: 0, 5: 32})
+
+
+def test_exercise_5_2(capsys):
+    check_exercise_5_2({"temperature": 0.1, "top_k": None}, {"temperature": 5.0, "top_k": None})
+    check_exercise_5_2({"temperature": 1.0, "top_k": 1}, {"temperature": 2.0})
+    assert capsys.readouterr().out.count("Exercise 5.2: correct!") == 2
+
+    with pytest.raises(AssertionError, match="greedy decoding, not sampling"):
+        check_exercise_5_2({"temperature": 0.0}, {"temperature": 5.0})
+    with pytest.raises(AssertionError, match="at least 95%"):
+        check_exercise_5_2({"temperature": 1.0, "top_k": 3}, {"temperature": 5.0})
+    with pytest.raises(AssertionError, match="top_k=3 allows only 3 candidates"):
+        check_exercise_5_2({"temperature": 0.1}, {"temperature": 5.0, "top_k": 3})
+    with pytest.raises(AssertionError, match="Raise the temperature"):
+        check_exercise_5_2({"temperature": 0.1}, {"temperature": 1.0})
+    with pytest.raises(AssertionError, match="decoding settings are temperature, top_k, top_p"):
+        check_exercise_5_2({"temperature": 0.1, "topk": 1}, {"temperature": 5.0})
+
+
+def test_exercise_5_3(capsys):
+    check_exercise_5_3([{"temperature": 0.0, "top_k": None}, {"temperature": 1.4, "top_k": 1}])
+    assert "Exercise 5.3: correct!" in capsys.readouterr().out
+
+    with pytest.raises(AssertionError, match="different tokens with different seeds"):
+        check_exercise_5_3([{"temperature": 0.0}, {"temperature": 1.0, "top_k": 2}])
+    with pytest.raises(AssertionError, match="less random, not deterministic"):
+        check_exercise_5_3([{"temperature": 0.0}, {"temperature": 0.05}])  # nearly greedy is not deterministic
+    with pytest.raises(AssertionError, match="with temperature > 0"):
+        check_exercise_5_3([{"temperature": 0.0}, {"temperature": 0.0, "top_k": 5}])
+    with pytest.raises(AssertionError, match="at least two"):
+        check_exercise_5_3([{"temperature": 0.0}])
+
+
+@pytest.fixture(scope="module")
+def short_loader(raw_text):
+    torch.manual_seed(123)
+    return create_dataloader_v1(raw_text[:2_000], batch_size=4, max_length=32, stride=32, shuffle=True)
+
+
+def train_tiny(model, optimizer, loader, num_epochs):
+    return train_model_simple(model, loader, loader, optimizer, "cpu", num_epochs=num_epochs, eval_freq=5,
+                              eval_iter=2, start_context="Every effort", tokenizer=get_gpt2_tokenizer())[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(short_loader, tmp_path_factory):
+    """A tiny GPT trained a few epochs on a short text, saved with its optimizer as in section 5.4."""
+    torch.manual_seed(123)
+    model = GPTModel(TINY_GPT)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    train_tiny(model, optimizer, short_loader, num_epochs=3)
+    path = tmp_path_factory.mktemp("ch05") / "model_and_optimizer.pth"
+    torch.save({"model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict()}, path)
+    return path
+
+
+def resume(path, load_model=True, load_optimizer=True):
+    checkpoint = torch.load(path, weights_only=True)
+    model = GPTModel(TINY_GPT)
+    if load_model:
+        model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    if load_optimizer:
+        optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    return model, optimizer
+
+
+def test_exercise_5_4(tiny_checkpoint, short_loader, capsys):
+    model, optimizer = resume(tiny_checkpoint)
+    losses = train_tiny(model, optimizer, short_loader, num_epochs=1)
+    check_exercise_5_4(tiny_checkpoint, model, optimizer, losses, short_loader)
+    assert "Exercise 5.4: correct!" in capsys.readouterr().out
+
+    model, optimizer = resume(tiny_checkpoint, load_optimizer=False)
+    losses = train_tiny(model, optimizer, short_loader, num_epochs=1)
+    with pytest.raises(AssertionError, match="its state was not loaded"):
+        check_exercise_5_4(tiny_checkpoint, model, optimizer, losses, short_loader)
+
+    model, optimizer = resume(tiny_checkpoint, load_model=False)
+    losses = train_tiny(model, optimizer, short_loader, num_epochs=1)
+    with pytest.raises(AssertionError, match="did not start from the checkpoint"):
+        check_exercise_5_4(tiny_checkpoint, model, optimizer, losses, short_loader)
+
+    model, optimizer = resume(tiny_checkpoint)
+    losses = train_tiny(model, optimizer, short_loader, num_epochs=2)
+    with pytest.raises(AssertionError, match="num_epochs=1"):
+        check_exercise_5_4(tiny_checkpoint, model, optimizer, losses, short_loader)
+
+    model, optimizer = resume(tiny_checkpoint)
+    other = GPTModel(TINY_GPT)  # an optimizer that is not the model's
+    with pytest.raises(AssertionError, match="does not hold this model's parameters"):
+        check_exercise_5_4(tiny_checkpoint, other, optimizer, [1.0], short_loader)
+
+
+@pytest.fixture(scope="module")
+def gpt2_layout_file(tmp_path_factory):
+    """A random GPTModel's weights written in GPT-2's (Hugging Face's) layout, and the model's config."""
+    cfg = {**TINY_GPT, "qkv_bias": True}
+    torch.manual_seed(5)
+    model = GPTModel(cfg)
+    tensors = {name: target.join([p.detach() for p in target.params])
+               for name, target in gpt2_parameter_map(model).items()}
+    path = tmp_path_factory.mktemp("gpt2") / "model.safetensors"
+    save_file({name: t.contiguous() for name, t in tensors.items()}, path)
+    return path, cfg
+
+
+def test_exercise_5_5(gpt2_layout_file, raw_text, capsys):
+    path, cfg = gpt2_layout_file
+    train_loader = create_dataloader_v1(raw_text[:2_000], batch_size=4, max_length=32, stride=32, shuffle=False)
+    val_loader = create_dataloader_v1(raw_text[2_000:3_000], batch_size=4, max_length=32, stride=32, shuffle=False)
+    model = GPTModel(cfg)
+    load_weights_into_gpt(model, load_gpt2_safetensors(path))
+    model.eval()
+    with torch.no_grad():
+        train_loss = calc_loss_loader(train_loader, model, "cpu")
+        val_loss = calc_loss_loader(val_loader, model, "cpu")
+    check_exercise_5_5(train_loss, val_loss, model, path, train_loader, val_loader)
+    assert "Exercise 5.5: correct!" in capsys.readouterr().out
+
+    with pytest.raises(AssertionError, match="val_loss is"):
+        check_exercise_5_5(train_loss, val_loss + 0.05, model, path, train_loader, val_loader)
+    with pytest.raises(AssertionError, match="swapped"):
+        check_exercise_5_5(val_loss, train_loss, model, path, train_loader, val_loader)
+    with pytest.raises(AssertionError, match="differs from the weights"):
+        check_exercise_5_5(train_loss, val_loss, GPTModel(cfg), path, train_loader, val_loader)  # not loaded
+    with pytest.raises(AssertionError, match="does not fit the weights"):
+        check_exercise_5_5(train_loss, val_loss, GPTModel(TINY_GPT), path, train_loader, val_loader)  # no qkv bias
+
+
+def test_exercise_5_6(capsys):
+    counts = {}
+    for name in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"):
+        with torch.device("meta"):
+            model = GPTModel(gpt2_config(name))
+        counts[name] = sum(p.numel() for p in model.parameters())
+    check_exercise_5_6(counts)
+    tied = {name: count - 50257 * gpt2_config(name)["emb_dim"] for name, count in counts.items()}
+    check_exercise_5_6(tied)
+    assert capsys.readouterr().out.count("Exercise 5.6: correct!") == 2
+
+    with pytest.raises(AssertionError, match="gpt2-medium"):
+        check_exercise_5_6({**counts, "gpt2-medium": counts["gpt2-medium"] - 24 * 3 * 1024})  # qkv_bias=False
+    with pytest.raises(AssertionError, match="entry for 'gpt2'"):
+        check_exercise_5_6({k: v for k, v in counts.items() if k != "gpt2"})
