@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from shared.data import NOVELS, load_novel
+from shared.data import NOVELS, join_documents, load_novel
 from shared.evaluation import bits_per_byte, evaluate_text
 from shared.pretraining import generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text, train_step
 from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
@@ -130,12 +130,8 @@ def vocab_size_of(tokenizer) -> int:
 
 
 def encode_documents(documents: list[tuple[str, str]], tokenizer) -> torch.Tensor:
-    """All documents' ids in one stream, each followed by <|endoftext|>, as GPT-2's training data was."""
-    ids: list[int] = []
-    for _, text in documents:
-        ids += tokenizer.encode(text, allowed_special={"<|endoftext|>"})
-        ids.append(tokenizer.eot_token)
-    return torch.tensor(ids, dtype=torch.long)
+    """All documents' ids in one stream, each followed by <|endoftext|> (chapter 2's `join_documents`)."""
+    return torch.tensor(join_documents([text for _, text in documents], tokenizer), dtype=torch.long)
 
 
 # -- batches ------------------------------------------------------------------------------------------
