@@ -92,6 +92,21 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     tensors.update(rng_tensors)
     metadata["python_rng"] = json.dumps(python_rng)
 
+    return _write_atomically(path, tensors, metadata)
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Copy a checkpoint without its optimizer and RNG state: the weights (cast to `dtype` if given),
+    config, step and extra data. A third of the size, for sharing a model rather than resuming it."""
+    tensors, metadata = read_checkpoint(src)
+    weights = {key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t)
+               for key, t in tensors.items() if key.startswith("model.")}
+    kept = {key: metadata[key] for key in ("format", "version", "step", "config", "extra")}
+    return _write_atomically(Path(dst), weights, kept)
+
+
+def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """safetensors to a temporary name, flushed to disk, then renamed: never a half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -32,16 +32,20 @@ def _expected_checksums() -> dict[str, str]:
     return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
 
 
-def load_novel(name: str) -> str:
-    """The text of one shipped novel, e.g. `load_novel("prideprejudice")`, checked against its sha256."""
-    if name not in NOVELS:
-        raise ValueError(f"unknown novel {name!r}; the shipped novels are {', '.join(NOVELS)}.")
-    relative = f"austen/{name}.txt"
+def read_shipped_file(relative: str) -> bytes:
+    """The bytes of a file under shared/data/ (e.g. "austen/emma.txt"), checked against SHA256SUMS."""
     data = (DATA_DIR / relative).read_bytes()
     if hashlib.sha256(data).hexdigest() != _expected_checksums()[relative]:
         raise ValueError(f"{DATA_DIR / relative} does not match its sha256 in SHA256SUMS: the file is "
                          "corrupt or was edited. Restore it with `git checkout shared/data`.")
-    return data.decode("utf-8")
+    return data
+
+
+def load_novel(name: str) -> str:
+    """The text of one shipped novel, e.g. `load_novel("prideprejudice")`, checked against its sha256."""
+    if name not in NOVELS:
+        raise ValueError(f"unknown novel {name!r}; the shipped novels are {', '.join(NOVELS)}.")
+    return read_shipped_file(f"austen/{name}.txt").decode("utf-8")
 
 
 def load_corpus(names: Iterable[str] | None = None) -> list[str]:

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from shared import checkpoint as checkpoint_module
-from shared.checkpoint import load_checkpoint, save_checkpoint
+from shared.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from shared.pretraining import train_step
 from shared.transformer import GPTModel
 
@@ -137,3 +137,23 @@ def test_a_checkpoint_without_optimizer_state_says_so(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nothing.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_exported_weights_load_without_the_optimizer_and_are_smaller(tmp_path, dtype):
+    model, optimizer = make()
+    train(model, optimizer, range(3))
+    full = save_checkpoint(tmp_path / "full.safetensors", model, optimizer, step=3, extra={"note": "hi"})
+    small = export_weights(full, tmp_path / "small.safetensors", dtype=dtype)
+    # AdamW keeps two moments per weight: the export drops them (and bf16 halves what is left).
+    assert small.stat().st_size < full.stat().st_size / (5 if dtype else 2.5)
+
+    loaded, _ = make(seed=1)
+    info = load_checkpoint(small, loaded)
+    assert (info.step, info.config, info.extra) == (3, CFG, {"note": "hi"})
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == torch.float32, name  # loading casts back to the model's dtype
+        expected = a if dtype is None else a.to(dtype).float()
+        assert torch.equal(b, expected), name
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_checkpoint(small, loaded, torch.optim.AdamW(loaded.parameters()))
