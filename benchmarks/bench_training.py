@@ -4,16 +4,19 @@ Runs, each in a fresh process, on the default split (five Austen novels for trai
 held out):
 
 1. `python -m shared.train` with its defaults: appendix D's recipe (warmup, cosine decay, gradient
-   clipping), the number of steps fitted to the time budget.
-2. The same model, data, batches and number of steps with the plain loop of chapter 5: one
-   learning rate throughout, no warmup, no clipping.
+   clipping) with Muon for the transformer blocks' matrices and AdamW for the rest, the number of
+   steps fitted to the time budget.
+2. The same command with `--optimizer adamw` (AdamW for every parameter, as in the book), also
+   fitted to the time budget: what Muon buys.
+3. The AdamW run's model, data, batches and number of steps with the plain loop of chapter 5: one
+   learning rate throughout, no warmup, no clipping: what the appendix-D recipe buys.
 
 The yardstick is bits per byte on the held-out novel (nats per token x tokens / bytes / ln 2),
 which compares models across tokenizers. Also reported: tokens/s of the whole training loop and
 model FLOPs utilisation: (6 x parameters + 12 x layers x context x width) FLOPs per token times
 tokens/s, divided by the peak this device reaches on a large fp32 matrix product, measured here.
 
-Run from the repository root (about 21 minutes at the default budget):
+Run from the repository root (about 31 minutes at the default budget):
     python benchmarks/bench_training.py [--minutes 10] [--device cpu|cuda] [-- extra shared.train flags]
 """
 
@@ -77,8 +80,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         common = ["--device", args.device, *args.extra]
         recipe = train(Path(tmp) / "recipe", ["--minutes", str(args.minutes), *common])
-        plain = train(Path(tmp) / "plain", ["--max-steps", str(recipe["step"]), "--schedule", "constant",
-                                            "--warmup-steps", "0", "--max-norm", "0", *common])
+        adamw = train(Path(tmp) / "adamw", ["--minutes", str(args.minutes), "--optimizer", "adamw", *common])
+        plain = train(Path(tmp) / "plain", ["--max-steps", str(adamw["step"]), "--optimizer", "adamw",
+                                            "--schedule", "constant", "--warmup-steps", "0", "--max-norm", "0",
+                                            *common])
 
     def row(name: str, s: dict) -> str:
         gflops = s["flops_per_token"] * s["tokens_per_s"] / 1e9
@@ -97,7 +102,8 @@ def main() -> None:
         f"- model: {recipe['parameters'] / 1e6:.2f}M parameters: {cfg['n_layers']} layers, {cfg['emb_dim']} wide, "
         f"{cfg['n_heads']} heads, context {cfg['context_length']}, vocabulary {cfg['vocab_size']:,} "
         f"(tokenizer: {a['tokenizer']}), dropout {cfg['drop_rate']}",
-        f"- training: batch {a['batch_size']} x {a['accumulation_steps']}, AdamW (0.9, 0.95), weight decay "
+        f"- training: batch {a['batch_size']} x {a['accumulation_steps']}, {a['optimizer']} "
+        "(Muon for the blocks' matrices, AdamW (0.9, 0.95) for the rest), weight decay "
         f"{a['weight_decay']}, peak lr {a['lr']}, {a['warmup_steps']} warmup steps, cosine to {a['min_lr']}, "
         f"clipping at {a['max_norm']}; seed {a['seed']}",
         f"- held out: {recipe['val_tokens']:,} tokens, {recipe['val_bytes']:,} bytes; peak fp32 matrix product "
@@ -106,8 +112,9 @@ def main() -> None:
         "| run | steps | tokens | wall time (min) | tokens/s | GFLOP/s | MFU | held-out loss (nats/token) | "
         "perplexity | bits/byte | at most " + f"{TARGET_BITS_PER_BYTE} |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        row("`python -m shared.train` (warmup, cosine, clipping)", recipe),
-        row("same steps, plain loop (constant lr, no warmup, no clipping)", plain),
+        row("`python -m shared.train`: Muon + AdamW, warmup, cosine, clipping", recipe),
+        row("`--optimizer adamw`: AdamW only, warmup, cosine, clipping", adamw),
+        row("AdamW's steps with the plain loop (constant lr, no warmup, no clipping)", plain),
     ]
     lines += [f"| reference: {name} | | | 10 | | | | | | {bpb} | |" for name, bpb in REFERENCES]
     print("\n".join(lines))

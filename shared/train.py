@@ -22,6 +22,7 @@ import torch
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from shared.data import NOVELS, join_documents, load_novel
 from shared.evaluation import bits_per_byte, evaluate_text
+from shared.optimizers import OPTIMIZERS, make_optimizer
 from shared.pretraining import generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text, train_step
 from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
 from shared.transformer import GPT2_CONFIGS, GPTModel
@@ -268,6 +269,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stop-at", type=int, help="save and exit after this step (continue later with --resume)")
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--optimizer", default="muon", choices=OPTIMIZERS,
+                   help="muon: Muon for the blocks' matrices, AdamW for the rest; adamw: AdamW throughout (the book)")
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=1e-4)
     g.add_argument("--warmup-steps", type=int, default=100)
@@ -338,11 +341,7 @@ class Run:
         init_gpt2_style(self.model)
         self.model.to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]  # no decay on biases and norms
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=args.lr, betas=(0.9, 0.95), fused=self.device.type in ("cpu", "cuda"))
+        self.optimizer = self.new_optimizer()
         self.forward_model = torch.compile(self.model) if args.compile else self.model
         self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, args.max_steps, 0, 0.0
         self.history: list[dict] = []
@@ -355,10 +354,16 @@ class Run:
             self.history = saved["history"]
             log(f"resumed at step {self.step:,} of {self.total_steps:,}")
 
+    def new_optimizer(self):
+        """A fresh optimizer for the model: no decay on biases and norms; Muon on request."""
+        a = self.args
+        return make_optimizer(self.model, a.optimizer, lr=a.lr, weight_decay=a.weight_decay, device=self.device)
+
     def _check_same_run(self, saved_args: dict) -> None:
         """Resuming with other data or model settings would silently train something else: refuse."""
         keys = ("data", "val_novel", "val_fraction", "tokenizer", "config", "n_layers", "emb_dim", "n_heads",
-                "context_length", "seed", "batch_size", "accumulation_steps", "schedule")
+                "context_length", "seed", "batch_size", "accumulation_steps", "schedule", "optimizer")
+        saved_args = {"optimizer": "adamw", **saved_args}  # runs saved before --optimizer existed used AdamW
         changed = [f"--{k.replace('_', '-')}: saved {saved_args.get(k)!r}, now {getattr(self.args, k)!r}"
                    for k in keys if saved_args.get(k) != getattr(self.args, k)]
         if changed:
@@ -403,7 +408,7 @@ class Run:
         seconds_per_step = (time.perf_counter() - started) / probes
         # Start over: fresh weights and optimizer, the same random state.
         self.model.load_state_dict(state)
-        self.optimizer.state.clear()
+        self.optimizer = self.new_optimizer()
         torch.set_rng_state(rng)
         self.step, self.tokens_seen = 0, 0
         # Fit training, the periodic validation checks and the final scoring of the held-out text into

@@ -51,8 +51,9 @@ def history(out: Path) -> list[dict]:
     return json.loads(saved_metadata(out)["extra"])["history"]
 
 
-def test_a_run_trains_reports_and_resumes_exactly_in_a_new_process(tmp_path, text_file):
-    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "12"]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_a_run_trains_reports_and_resumes_exactly_in_a_new_process(tmp_path, text_file, optimizer):
+    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "12", "--optimizer", optimizer]
     straight = run(*common, "--out", str(tmp_path / "straight"))
     assert "bits per byte" in straight.stdout and "sample:" in straight.stdout
     summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
