@@ -446,3 +446,256 @@ def check_exercise_5_6(param_counts: dict) -> None:
         )
     _correct("5.6", "From gpt2 to gpt2-xl the parameters grow 12.5x; at 4 bytes each, gpt2-xl's weights alone "
              "take about 6.2 GB.")
+
+
+# -- chapter 6 --------------------------------------------------------------------------------------
+def check_exercise_6_1(train_dataset, model) -> None:
+    """Exercise 6.1: the training texts padded to the model's whole context length, not to the longest text."""
+    if _not_attempted("6.1", train_dataset):
+        return
+    from shared.classification import ClassificationDataset
+
+    assert isinstance(train_dataset, ClassificationDataset), (
+        f"train_dataset is a {type(train_dataset).__name__}; build it with ClassificationDataset(csv_file, tokenizer, "
+        "max_length=...)"
+    )
+    context_length = model.pos_emb.weight.shape[0]
+    assert train_dataset.max_length == context_length and train_dataset.inputs.shape[1] == context_length, (
+        f"the texts are padded to {train_dataset.inputs.shape[1]} tokens, but the model reads {context_length}: "
+        "pass max_length=model.pos_emb.weight.shape[0] (the context length) to ClassificationDataset"
+    )
+    padded = (train_dataset.inputs[:, -1] == train_dataset.pad_token_id).float().mean().item()
+    assert padded > 0.5, (
+        f"only {padded:.0%} of the texts end in the pad token <|endoftext|>: pad with the tokenizer's "
+        "<|endoftext|> id (leave pad_token_id out)"
+    )
+    _correct("6.1", f"every text is now {context_length} tokens long; {padded:.0%} of them end in padding.")
+
+
+def check_exercise_6_2(model, num_classes: int) -> None:
+    """Exercise 6.2: every parameter of the classifier trainable, not only the last block, final norm and head."""
+    if _not_attempted("6.2", model):
+        return
+    out_features = getattr(getattr(model, "out_head", None), "out_features", None)
+    assert out_features == num_classes, (
+        f"the model's out_head has {out_features} outputs; replace it with nn.Linear(emb_dim, {num_classes}) first, "
+        "as the chapter does"
+    )
+    frozen = [name for name, param in model.named_parameters() if not param.requires_grad]
+    assert not frozen, (
+        f"{len(frozen)} parameter tensors are still frozen, e.g. {frozen[0]}: set requires_grad = True on every "
+        "parameter (for param in model.parameters(): ...) before making the optimizer"
+    )
+    total = sum(param.numel() for param in model.parameters())
+    _correct("6.2", f"all {total:,} parameters train.")
+
+
+def check_exercise_6_3(first_token_accuracy, model, data_loader) -> None:
+    """Exercise 6.3: the accuracy of a classifier that reads the first token's logits instead of the last's."""
+    if _not_attempted("6.3", first_token_accuracy):
+        return
+    from shared.classification import calc_accuracy_loader
+
+    device = next(model.parameters()).device
+    assert isinstance(first_token_accuracy, float) and 0 <= first_token_accuracy <= 1, (
+        f"first_token_accuracy is {first_token_accuracy!r}; give the fraction calc_accuracy_loader returns, "
+        "a float from 0 to 1"
+    )
+    expected = calc_accuracy_loader(data_loader, model, device, token_index=0)
+    last = calc_accuracy_loader(data_loader, model, device, token_index=-1)
+    reads_last = abs(first_token_accuracy - last) < 1e-9 and abs(last - expected) > 1e-9
+    hint = " (that is the last token's accuracy)" if reads_last else ""
+    assert abs(first_token_accuracy - expected) < 1e-6, (
+        f"first_token_accuracy is {first_token_accuracy:.4f}{hint}, but the model reading the first token scores "
+        f"{expected:.4f} on this loader: pass token_index=0 to calc_accuracy_loader (and to the training loop)"
+    )
+    _correct("6.3", f"reading the first token: {expected:.1%}, the last token: {last:.1%} on this loader.")
+
+
+# (end of chapter 6)
+
+
+# -- chapter 7 --------------------------------------------------------------------------------------
+EXERCISE_7_4_MIN_SCORE = 0.5  # exact match on the 22 first_word test entries that LoRA finetuning should reach
+
+PHI3_EXAMPLES = (
+    {"instruction": "Give the first word of this sentence.", "input": "It rained all day.", "output": "It"},
+    {"instruction": "Name a novel by Jane Austen.", "input": "", "output": "Emma"},
+)
+
+
+def check_exercise_7_1(format_input_phi3) -> None:
+    """Exercise 7.1: a prompt in Phi-3's style, "<|user|>\\n{instruction}\\n{input}" (no input line when empty)."""
+    if _not_attempted("7.1", format_input_phi3):
+        return
+    from shared.instruction import format_input
+
+    assert callable(format_input_phi3), "format_input_phi3 should be a function: entry (a dict) -> prompt text"
+    for entry in PHI3_EXAMPLES:
+        expected = f"<|user|>\n{entry['instruction']}" + (f"\n{entry['input']}" if entry["input"] else "")
+        got = format_input_phi3(entry)
+        assert isinstance(got, str), f"format_input_phi3 returned a {type(got).__name__}, not the prompt text"
+        assert got == expected, (
+            f"for {entry} the prompt is {got!r}; Phi-3's style gives {expected!r}: '<|user|>', a newline, the "
+            "instruction, and only if the input is not empty a newline and the input (no '###' headers, no preamble)"
+        )
+    saved = len(format_input(PHI3_EXAMPLES[0])) - len(format_input_phi3(PHI3_EXAMPLES[0]))
+    _correct("7.1", f"each prompt is {saved} characters shorter than Alpaca's; the response then follows "
+             "'\\n<|assistant|>\\n'.")
+
+
+def check_exercise_7_2(collate_fn) -> None:
+    """Exercise 7.2: a collate function for items (prompt_length, token_ids) whose prompt targets are -100."""
+    if _not_attempted("7.2", collate_fn):
+        return
+    pad, ignore = 50256, -100
+    batch = [(3, [10, 11, 12, 13, 14]), (2, [20, 21, 22])]
+    expected_inputs = [[10, 11, 12, 13, 14], [20, 21, 22, pad, pad]]
+    expected_targets = [[ignore, ignore, 13, 14, pad], [ignore, 22, pad, ignore, ignore]]
+    result = collate_fn(batch)
+    assert isinstance(result, tuple) and len(result) == 2, "collate_fn should return (inputs, targets)"
+    inputs, targets = (torch.as_tensor(t).tolist() for t in result)
+    assert inputs == expected_inputs, (
+        f"the inputs are {inputs}; expected {expected_inputs}: pad each sequence with 50256 to the longest + 1, "
+        "then drop the last position. Masking changes the targets only."
+    )
+    if targets == [[11, 12, 13, 14, pad], [21, 22, pad, ignore, ignore]]:
+        raise AssertionError("the targets are not masked at all: set the targets of the prompt tokens to -100")
+    assert targets == expected_targets, (
+        f"the targets are {targets}; expected {expected_targets}. The first prompt_length tokens are the prompt; "
+        "target i is token i + 1, so the targets to mask are the first prompt_length - 1 (the last prompt token's "
+        "target is the first response token, which stays). After the first end token the padding is -100 too."
+    )
+    _correct("7.2", "only the response tokens (and the end token) are now learned; the prompt still goes in.")
+
+
+def _second_word(sentence: str) -> str | None:
+    words = [w.strip(",;:.!?\"'") for w in sentence.split()]
+    words = [w for w in words if w]
+    return words[1] if len(words) > 1 else None
+
+
+def check_exercise_7_3(new_data) -> None:
+    """Exercise 7.3 (offline): a new instruction dataset, "Give the second word of this sentence.", 100+ entries."""
+    if _not_attempted("7.3", new_data):
+        return
+    from shared.instruction import validate_instruction_data
+
+    try:
+        validate_instruction_data(new_data, "new_data")
+    except ValueError as err:
+        raise AssertionError(str(err)) from err
+    assert len(new_data) >= 100, f"new_data has {len(new_data)} entries; make at least 100"
+    inputs = [entry["input"] for entry in new_data]
+    assert len(set(inputs)) == len(inputs), "some sentences appear twice: use each sentence once"
+    for index, entry in enumerate(new_data):
+        assert "second word" in entry["instruction"].lower(), (
+            f"entry {index}: the instruction {entry['instruction']!r} should ask for the second word"
+        )
+        n_words = len(entry["input"].split())
+        assert 2 <= n_words <= 20, (
+            f"entry {index}: the input has {n_words} words; use sentences of 2 to 20 words, so that prompt and "
+            "answer fit the model's 128-token context"
+        )
+        expected = _second_word(entry["input"])
+        assert entry["output"] == expected, (
+            f"entry {index}: the output for {entry['input']!r} is {entry['output']!r}; its second word is "
+            f"{expected!r} (without the punctuation around it)"
+        )
+    _correct("7.3", f"{len(new_data)} entries in the Alpaca format, every answer right.")
+
+
+def check_exercise_7_4(lora_model) -> None:
+    """Exercise 7.4: the pretrained Austen GPT, instruction-finetuned through LoRA layers only."""
+    if _not_attempted("7.4", lora_model):
+        return
+    from shared.instruction import generate_responses, load_instruction_data, score_responses, split_data
+    from shared.lora import LinearWithLoRA
+    from shared.pretrained import load_austen_gpt
+
+    lora_layers = [m for m in lora_model.modules() if isinstance(m, LinearWithLoRA)]
+    assert lora_layers, ("the model has no LoRA layers: freeze its parameters, then call "
+                         "replace_linear_with_lora(model, rank=16, alpha=16) before training")
+    trainable = [name for name, p in lora_model.named_parameters() if p.requires_grad]
+    not_lora = [name for name in trainable if ".lora." not in f".{name}"]
+    assert not not_lora, (
+        f"{len(not_lora)} of the model's own parameters still train (e.g. {not_lora[0]}): set requires_grad = False "
+        "on every parameter before replace_linear_with_lora, so that only the LoRA matrices A and B train"
+    )
+    reference, tokenizer = load_austen_gpt()
+    own = {name.replace(".linear.", ".").replace("linear.", ""): p for name, p in lora_model.named_parameters()
+           if ".lora." not in f".{name}"}
+    for name, expected in reference.named_parameters():
+        assert name in own, f"the model has no parameter {name}: start from load_austen_gpt()'s model"
+        assert torch.equal(own[name].detach().cpu(), expected), (
+            f"{name} differs from the pretrained model's: with LoRA the pretrained weights stay frozen. Reload the "
+            "model, freeze it, add LoRA, and train (do not merge the LoRA matrices before this check)"
+        )
+    assert any(layer.lora.B.abs().sum() > 0 for layer in lora_layers), (
+        "every LoRA matrix B is still zero, so the model computes what the pretrained one did: train it"
+    )
+    _, test_data, _ = split_data(load_instruction_data())
+    entries = [e for e in test_data if e["task"] == "first_word"]
+    was_training = lora_model.training
+    score = score_responses(entries, generate_responses(lora_model, tokenizer, entries, max_new_tokens=8))["all"]
+    lora_model.train(was_training)
+    assert score >= EXERCISE_7_4_MIN_SCORE, (
+        f"exact match on the first_word test entries is {score:.0%}, below {EXERCISE_7_4_MIN_SCORE:.0%}: train "
+        "longer or with a larger learning rate (LoRA often needs one larger than full finetuning, e.g. 1e-3)"
+    )
+    n_trainable = sum(p.numel() for p in lora_model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in lora_model.parameters())
+    _correct("7.4", f"{n_trainable:,} of {n_total:,} parameters trained ({n_trainable / n_total:.1%}); "
+             f"first_word exact match {score:.0%}.")
+# (end of chapter 7)
+
+
+# -- appendix E -------------------------------------------------------------------------------------
+def check_exercise_E_1(num_lora_parameters, model, rank: int) -> None:
+    """Exercise E.1: how many parameters LoRA of rank `rank` adds when it wraps every nn.Linear of `model`."""
+    if _not_attempted("E.1", num_lora_parameters):
+        return
+    import torch.nn as nn
+
+    from shared.lora import LinearWithLoRA
+
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    assert not any(isinstance(module, LinearWithLoRA) for module in model.modules()), (
+        "pass the model without LoRA (before replace_linear_with_lora): the count is of what LoRA would add to it"
+    )
+    expected = sum(rank * (layer.in_features + layer.out_features) for layer in linears)
+    assert _is_count(num_lora_parameters), f"the answer is {num_lora_parameters!r}; give a whole number of parameters"
+    assert int(num_lora_parameters) == expected, (
+        f"the answer is {int(num_lora_parameters):,}, but LoRA of rank {rank} adds {expected:,} parameters to "
+        f"this model's {len(linears)} linear layers: each gets A (in_features x rank) and B (rank x out_features), "
+        "so rank * (in_features + out_features) per layer, and no bias"
+    )
+    _correct("E.1", f"{expected:,} parameters over {len(linears)} linear layers.")
+
+
+def check_exercise_E_2(merged_weight, layer) -> None:
+    """Exercise E.2: the weight of one nn.Linear with its trained LoRA update folded in."""
+    if _not_attempted("E.2", merged_weight):
+        return
+    from shared.lora import LinearWithLoRA
+
+    assert isinstance(layer, LinearWithLoRA), f"layer is a {type(layer).__name__}; pass the LinearWithLoRA you merged"
+    assert layer.lora.B.abs().max() > 0, "this layer's B is still zero: pick a layer of the trained LoRA model"
+    linear = layer.linear
+    assert isinstance(merged_weight, torch.Tensor) and merged_weight.shape == linear.weight.shape, (
+        f"merged_weight should be a tensor of nn.Linear's shape (out_features, in_features) = "
+        f"{tuple(linear.weight.shape)}, not {getattr(merged_weight, 'shape', type(merged_weight).__name__)}"
+    )
+    with torch.no_grad():
+        x = torch.randn(4, linear.in_features, dtype=linear.weight.dtype, device=linear.weight.device)
+        expected = layer(x)
+        got = torch.nn.functional.linear(x, merged_weight.to(x.device), linear.bias)
+    error = (got - expected).abs().max().item()
+    assert error < 1e-4, (
+        f"a layer with your merged weight differs from the LoRA layer by up to {error:.3g}: the update is "
+        "(alpha / rank) * (A @ B), transposed to nn.Linear's (out, in) layout, added to linear.weight"
+    )
+    _correct("E.2", f"the merged layer matches the LoRA layer to within {error:.1e}.")
+
+
+# (end of appendix E)

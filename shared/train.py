@@ -446,7 +446,7 @@ class Run:
         log(f"model: {self.num_params / 1e6:.2f}M parameters, {self.cfg['n_layers']} layers, "
             f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}; device {self.device}, "
             f"{self.precision}; {self.total_steps:,} steps of {a.batch_size * a.accumulation_steps} x "
-            f"{self.cfg['context_length']} tokens")
+            f"{self.cfg['context_length']} tokens, {a.optimizer}, peak lr {a.lr:g}")
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=a.no_progress,
                    dynamic_ncols=True)
