@@ -344,6 +344,7 @@ class Run:
         self.optimizer = self.new_optimizer()
         self.forward_model = torch.compile(self.model) if args.compile else self.model
         self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, args.max_steps, 0, 0.0
+        self.refit_at = None  # the step at which a time-budgeted run checks its step count again
         self.history: list[dict] = []
         if saved:
             checkpoint = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
@@ -397,7 +398,11 @@ class Run:
         return loss
 
     def calibrate_steps(self) -> None:
-        """With a time budget: time a few steps (not kept), then fix the step count for the whole run."""
+        """With a time budget: time a few steps (not kept), then fix the step count for the whole run.
+
+        The estimate is checked again at the end of warmup (`refit_steps`), on the real steps, before
+        the cosine decay has started: a few probe steps can misjudge the pace of a long run.
+        """
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         rng = torch.get_rng_state()
         self.total_steps = 10**9  # any large number while timing
@@ -411,16 +416,26 @@ class Run:
         self.optimizer = self.new_optimizer()
         torch.set_rng_state(rng)
         self.step, self.tokens_seen = 0, 0
-        # Fit training, the periodic validation checks and the final scoring of the held-out text into
-        # what is left of the budget. A forward pass costs about a third of a training step per token.
+        self.total_steps = self.steps_in_budget(seconds_per_step)
+        self.refit_at = min(max(self.args.warmup_steps, 20), self.total_steps // 2)
+        log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
+
+    def steps_in_budget(self, seconds_per_step: float) -> int:
+        """How many steps in all fit what is left of --minutes, with validation checks and final scoring."""
+        # A forward pass costs about a third of a training step per token.
         a = self.args
         tokens_per_step = a.batch_size * a.accumulation_steps * self.cfg["context_length"]
         forward_seconds_per_token = seconds_per_step / tokens_per_step / 3
         eval_seconds_per_step = a.eval_windows * self.cfg["context_length"] * forward_seconds_per_token / a.eval_every
         remaining = a.minutes * 60 - (time.perf_counter() - self.started)
         remaining -= len(self.val_ids) * forward_seconds_per_token + 5  # final scoring, sample, saving
-        self.total_steps = max(int(0.97 * remaining / (seconds_per_step + eval_seconds_per_step)), 2)
-        log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
+        return self.step + max(int(0.97 * remaining / (seconds_per_step + eval_seconds_per_step)), 2)
+
+    def refit_steps(self) -> str:
+        """Re-fit the step count to the pace of the steps run so far (while the learning rate still warms up)."""
+        seconds_per_step = self.train_seconds / self.step
+        self.total_steps = max(self.steps_in_budget(seconds_per_step), self.step + 1)
+        return f"[train] {seconds_per_step * 1000:.0f} ms per step so far -> {self.total_steps:,} steps in all"
 
     def sample(self, max_new_tokens: int = 60) -> str:
         """A short sample (temperature 0.8, top-k 40) that does not disturb training's random state."""
@@ -458,6 +473,9 @@ class Run:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 self.train_seconds += time.perf_counter() - started
+                if self.step == self.refit_at:
+                    bar.write(self.refit_steps())
+                    bar.total = self.total_steps
                 tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)

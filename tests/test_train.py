@@ -88,6 +88,15 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, text_file):
     assert step >= 1
 
 
+def test_a_time_budget_fixes_the_steps_and_checks_them_again_after_warmup(tmp_path, text_file):
+    result = run("-m", "shared.train", "--data", str(text_file), *TINY, "--minutes", "0.1", "--out", str(tmp_path))
+    planned = [line for line in result.stdout.splitlines() if "ms per step" in line]
+    assert len(planned) == 2 and "steps in 0.1 min" in planned[0] and "so far" in planned[1], result.stdout
+    final_steps = int(planned[1].rsplit("->", 1)[1].split()[0].replace(",", ""))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["step"] == final_steps >= 3  # the re-fitted count is the one the run trained
+
+
 def test_generate_continues_a_prompt_repeatably(tmp_path, text_file):
     run("-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "3", "--out", str(tmp_path))
     checkpoint = str(tmp_path / "checkpoint.safetensors")
