@@ -516,7 +516,7 @@ def check_exercise_6_3(first_token_accuracy, model, data_loader) -> None:
 
 
 # -- chapter 7 --------------------------------------------------------------------------------------
-EXERCISE_7_4_MIN_SCORE = 0.5  # exact match on the 22 first_word test entries that LoRA finetuning should reach
+EXERCISE_7_4_MIN_SCORE = 0.25  # exact match on the 22 first_word test entries (the pretrained model: 0%)
 
 PHI3_EXAMPLES = (
     {"instruction": "Give the first word of this sentence.", "input": "It rained all day.", "output": "It"},
@@ -640,8 +640,9 @@ def check_exercise_7_4(lora_model) -> None:
     score = score_responses(entries, generate_responses(lora_model, tokenizer, entries, max_new_tokens=8))["all"]
     lora_model.train(was_training)
     assert score >= EXERCISE_7_4_MIN_SCORE, (
-        f"exact match on the first_word test entries is {score:.0%}, below {EXERCISE_7_4_MIN_SCORE:.0%}: train "
-        "longer or with a larger learning rate (LoRA often needs one larger than full finetuning, e.g. 1e-3)"
+        f"exact match on the first_word test entries is {score:.0%}, below {EXERCISE_7_4_MIN_SCORE:.0%} (the "
+        "pretrained model gets 0%): train longer or with a larger learning rate (LoRA usually needs a larger one "
+        "than full finetuning, e.g. 5e-3)"
     )
     n_trainable = sum(p.numel() for p in lora_model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in lora_model.parameters())
@@ -695,7 +696,7 @@ def check_exercise_E_2(merged_weight, layer) -> None:
         f"a layer with your merged weight differs from the LoRA layer by up to {error:.3g}: the update is "
         "(alpha / rank) * (A @ B), transposed to nn.Linear's (out, in) layout, added to linear.weight"
     )
-    _correct("E.2", f"the merged layer matches the LoRA layer to within {error:.1e}.")
+    _correct("E.2", "a plain nn.Linear with this weight gives the LoRA layer's outputs.")
 
 
 # (end of appendix E)
