@@ -32,15 +32,6 @@ from shared.weights import DEFAULT_CACHE_DIR, _fetch, sha256_of
 
 # -- 6.2 the dataset: passages of the shipped novels -----------------------------------------------------
 
-NOVEL_TITLES = {
-    "prideprejudice": "Pride and Prejudice",
-    "sensesensibility": "Sense and Sensibility",
-    "emma": "Emma",
-    "mansfieldpark": "Mansfield Park",
-    "northangerabbey": "Northanger Abbey",
-    "persuasion": "Persuasion",
-}
-
 _HEADING = re.compile(r"^(CHAPTER|Chapter|VOLUME|Volume)\b")  # chapter and volume titles are no passages
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'])\s+")  # after . ! ? (and a closing quote)
 _ABBREVIATION = re.compile(r"\b(Mr|Mrs|Dr|St)\.$")  # "Mr. Darcy" is one sentence, not two

@@ -25,6 +25,15 @@ NOVELS = (
     "persuasion",
 )
 
+NOVEL_TITLES = {  # the titles, for labels and answers
+    "prideprejudice": "Pride and Prejudice",
+    "sensesensibility": "Sense and Sensibility",
+    "emma": "Emma",
+    "mansfieldpark": "Mansfield Park",
+    "northangerabbey": "Northanger Abbey",
+    "persuasion": "Persuasion",
+}
+
 
 @lru_cache(maxsize=1)
 def _expected_checksums() -> dict[str, str]:

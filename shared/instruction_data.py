@@ -18,19 +18,10 @@ import random
 import re
 from pathlib import Path
 
-from shared.data import NOVELS, load_novel
+from shared.data import NOVEL_TITLES, NOVELS, load_novel
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "instructions" / "austen-instructions.json"
 SEED = 123
-
-TITLES = {
-    "prideprejudice": "Pride and Prejudice",
-    "sensesensibility": "Sense and Sensibility",
-    "emma": "Emma",
-    "mansfieldpark": "Mansfield Park",
-    "northangerabbey": "Northanger Abbey",
-    "persuasion": "Persuasion",
-}
 
 # Names of characters that each occur in one novel only (Elizabeth, Jane, Fanny, Catherine, Anne,
 # Isabella or Louisa would not: each names people in two novels).
@@ -125,7 +116,7 @@ def _fits(task: str, sentence: str, novel: str) -> bool:
 def answer(task: str, sentence: str, novel: str) -> str:
     """The correct output of `task` for `sentence` (taken from `novel`)."""
     if task == "novel":
-        return TITLES[novel]
+        return NOVEL_TITLES[novel]
     if task == "character":
         (name,) = names_in(sentence)
         return name

@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from shared.data import NOVEL_TITLES
 from shared.instruction import load_instruction_data, split_data
 from shared.instruction_data import (
     CHARACTERS,
@@ -12,7 +13,6 @@ from shared.instruction_data import (
     INSTRUCTIONS,
     PER_TASK,
     TASKS,
-    TITLES,
     answer,
     build_instruction_data,
     clean_sentences,
@@ -58,7 +58,7 @@ def test_no_sentence_is_used_twice(shipped):
 
 def test_every_answer_is_right(shipped):
     """Each output checked by a rule written independently of the generator's `answer`."""
-    title_of = {TITLES[novel]: set(names) for novel, names in CHARACTERS.items()}
+    title_of = {NOVEL_TITLES[novel]: set(names) for novel, names in CHARACTERS.items()}
     for e in shipped:
         sentence, output, task = e["input"], e["output"], e["task"]
         assert e["instruction"] == INSTRUCTIONS[task]
@@ -85,7 +85,7 @@ def test_sentences_are_short_enough_for_a_128_token_context(shipped):
 
 
 def test_every_novel_is_asked_about(shipped):
-    assert Counter(e["output"] for e in shipped if e["task"] == "novel").keys() == set(TITLES.values())
+    assert Counter(e["output"] for e in shipped if e["task"] == "novel").keys() == set(NOVEL_TITLES.values())
 
 
 def test_clean_sentences_keeps_plain_sentences_whole():
