@@ -700,3 +700,197 @@ def check_exercise_E_2(merged_weight, layer) -> None:
 
 
 # (end of appendix E)
+
+# -- appendix A -------------------------------------------------------------------------------------
+APPENDIX_A_PACKAGES = ("torch", "numpy", "matplotlib", "tiktoken", "tqdm")
+
+
+def _available_device_types() -> list[str]:
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available.append("cuda")
+    if torch.backends.mps.is_available():
+        available.append("mps")
+    return available
+
+
+def check_exercise_A_1(device) -> None:
+    """Exercise A.1: a device this machine's PyTorch can compute on, as a torch.device (or its name)."""
+    if _not_attempted("A.1", device):
+        return
+    available = _available_device_types()
+    if isinstance(device, str):
+        if device.split(":")[0].lower() == "gpu":
+            raise AssertionError(
+                "PyTorch has no device called 'gpu': an NVIDIA GPU is 'cuda', an Apple-silicon GPU is 'mps'. "
+                f"This machine offers {available}."
+            )
+        try:
+            device = torch.device(device)
+        except RuntimeError as err:
+            raise AssertionError(f"{device!r} is not a device name PyTorch knows ({err}); try 'cpu'") from err
+    assert isinstance(device, torch.device), (
+        f"the answer is a {type(device).__name__}; give a torch.device, e.g. torch.device('cpu')"
+    )
+    assert device.type in available, (
+        f"this machine cannot compute on {device.type!r}: torch.cuda.is_available() and "
+        f"torch.backends.mps.is_available() say it offers {available}. Pick one of those."
+    )
+    torch.ones(2, device=device).sum().item()  # fails loudly if the device is there but unusable
+    _correct("A.1", "a tensor can live and be computed on this device.")
+
+
+def check_exercise_A_2(versions) -> None:
+    """Exercise A.2: the installed version of each package in APPENDIX_A_PACKAGES, read by the reader's code."""
+    if _not_attempted("A.2", versions):
+        return
+    from importlib.metadata import version
+
+    assert isinstance(versions, dict), (
+        f"the answer is a {type(versions).__name__}; give a dict from package name to version string, "
+        "e.g. {'torch': '2.13.0', ...}"
+    )
+    missing = [name for name in APPENDIX_A_PACKAGES if name not in versions]
+    assert not missing, f"the dict has no entry for {missing}: give one for each of {list(APPENDIX_A_PACKAGES)}"
+    for name in APPENDIX_A_PACKAGES:
+        installed = version(name)
+        got = str(versions[name])
+        # A build tag after "+" (torch's "+cpu", "+cu126") may or may not be there, depending on how it was read.
+        assert got.split("+")[0] == installed.split("+")[0], (
+            f"{name}: the answer says {got!r}, but the installed version is {installed!r}. Read it with "
+            "importlib.metadata.version(name)."
+        )
+    _correct("A.2", f"all {len(APPENDIX_A_PACKAGES)} packages are installed; compare them with requirements.txt.")
+
+
+def check_exercise_A_3(num_params) -> None:
+    """Exercise A.3: the number of parameters of the appendix's NeuralNetwork(2, 2) (hidden layers of 30 and 20)."""
+    if _not_attempted("A.3", num_params):
+        return
+    sizes = [(2, 30), (30, 20), (20, 2)]  # (inputs, outputs) of the three nn.Linear layers
+    weights = sum(n_in * n_out for n_in, n_out in sizes)
+    biases = sum(n_out for _, n_out in sizes)
+    assert _is_count(num_params), f"the answer is {num_params!r}; give a whole number of parameters"
+    num_params = int(num_params)
+    assert num_params != weights, (
+        f"{weights} counts the weights only: every nn.Linear layer also has one bias per output unit"
+    )
+    assert num_params == weights + biases, (
+        f"the answer is {num_params:,}, but NeuralNetwork(2, 2) has a different number of parameters. Its layers "
+        "are Linear(2, 30), Linear(30, 20) and Linear(20, 2); each has inputs x outputs weights plus one bias per "
+        "output (ReLU has none). Or count them: sum(p.numel() for p in model.parameters())"
+    )
+    _correct("A.3", f"{weights} weights and {biases} biases.")
+
+
+def check_exercise_A_4(matmul_by_dots) -> None:
+    """Exercise A.4: a matrix product computed one dot product per output element, equal to a @ b."""
+    if _not_attempted("A.4", matmul_by_dots):
+        return
+    assert callable(matmul_by_dots), "the answer should be a function: (a, b) -> the matrix product of a and b"
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.rand(5, 7, generator=generator), torch.rand(7, 3, generator=generator)
+    result = matmul_by_dots(a, b)
+    assert isinstance(result, torch.Tensor), f"the function returned a {type(result).__name__}; return a tensor"
+    assert tuple(result.shape) == (5, 3), (
+        f"for a of shape (5, 7) and b of shape (7, 3) the result has shape {tuple(result.shape)}; a @ b has (5, 3): "
+        "one entry per row of a and column of b"
+    )
+    assert torch.allclose(result.to(a.dtype), a @ b, atol=1e-5), (
+        "the result differs from a @ b: entry (i, j) is the dot product of row i of a and column j of b, "
+        "torch.dot(a[i], b[:, j])"
+    )
+    _correct("A.4", "the same numbers as a @ b, one Python call per entry instead of one call in all.")
+
+
+# (end of appendix A)
+
+# -- chapter 9 --------------------------------------------------------------------------------------
+SHOUTING_EXAMPLES = [  # (text, should the rule flag it?)
+    ("BUY NOW!!! THE BEST PRICES ON ALL CLASSIC NOVELS. FREE DELIVERY TODAY ONLY.", True),
+    ("HUGE SALE on every book in the SHOP, ALL WEEKEND", True),  # 22 of 38 letters are capitals
+    ("Mr. Knightley and Miss Woodhouse walked to HARTFIELD together that morning.", False),
+    ("NEW ARRIVALS: the complete works of Jane Austen, beautifully bound", False),  # 13 of 55
+    ("12345 678 !!! ???", False),  # no letters at all
+]
+
+
+def check_exercise_9_1(shouting) -> None:
+    """Exercise 9.1: a quality rule `shouting(text) -> bool`, True when more than half of the letters are capitals."""
+    if _not_attempted("9.1", shouting):
+        return
+    from shared.toy_crawl import novel_passages
+
+    assert callable(shouting), "shouting should be a function: def shouting(text: str) -> bool"
+    for text, expected in SHOUTING_EXAMPLES:
+        got = shouting(text)
+        assert bool(got) == expected, (
+            f"shouting({text!r}) returned {got}, expected {expected}: count the capitals among the letters only "
+            "(str.isalpha, str.isupper), and say True only when they are more than half of the letters."
+        )
+    passages = novel_passages("emma")
+    flagged = [p for p in passages if shouting(p)]
+    assert not flagged, f"the rule flags {len(flagged)} genuine passages of Emma, e.g. {flagged[0][:80]!r}"
+    _correct("9.1", f"none of Emma's {len(passages)} passages is flagged; shouted adverts are.")
+
+
+def check_exercise_9_2(jaccard_value) -> None:
+    """Exercise 9.2: Jaccard of the word 2-shingles of 'the cat sat on the mat' and 'the cat sat on a mat'."""
+    if _not_attempted("9.2", jaccard_value):
+        return
+    value = float(jaccard_value)
+    if abs(value - 3 / 5) < 1e-6:
+        raise AssertionError("3/5 divides the shared shingles by the shingles of one sentence; Jaccard divides "
+                             "by the union: every distinct shingle of either sentence.")
+    assert abs(value - 3 / 7) < 1e-6, (
+        f"{value:.4f} is not it. Write out both sets of 2-word shingles ('the cat', 'cat sat', ...), count the "
+        "ones they share and the distinct ones of both together, and divide."
+    )
+    _correct("9.2", "3 shared shingles ('the cat', 'cat sat', 'sat on') out of 7 distinct ones: 3/7 = 0.429.")
+
+
+def check_exercise_9_3(bands, rows) -> None:
+    """Exercise 9.3: bands x rows = 120 slots; J = 0.8 pairs found with p >= 0.99, J = 0.4 pairs with p <= 0.1."""
+    if _not_attempted("9.3", bands, rows):
+        return
+    from shared.dedup import lsh_probability
+
+    assert int(bands) == bands and int(rows) == rows and bands > 0 and rows > 0, "bands and rows are positive integers"
+    assert bands * rows == 120, f"{bands} bands of {rows} rows use {bands * rows} slots; the signature has 120"
+    high, low = float(lsh_probability(0.8, bands, rows)), float(lsh_probability(0.4, bands, rows))
+    assert high >= 0.99, (
+        f"with {bands} bands of {rows} rows a pair with Jaccard 0.8 becomes a candidate with probability {high:.3f} "
+        "< 0.99: use more bands (of fewer rows) so that near-duplicates are missed less often."
+    )
+    assert low <= 0.1, (
+        f"with {bands} bands of {rows} rows a pair with Jaccard 0.4 becomes a candidate with probability {low:.3f} "
+        "> 0.1: use longer bands (more rows) so that merely similar pairs rarely collide."
+    )
+    _correct("9.3", f"P(candidate) is {high:.4f} at J = 0.8 and {low:.4f} at J = 0.4; the S-curve's midpoint is "
+             f"about (1/{bands})^(1/{rows}) = {(1 / bands) ** (1 / rows):.2f}.")
+
+
+def check_exercise_9_4(num_documents, longest_document, token_file) -> None:
+    """Exercise 9.4: the number of documents in a token file, and the longest one's length in tokens (without
+    its <|endoftext|>), computed from the memory-mapped ids."""
+    if _not_attempted("9.4", num_documents, longest_document):
+        return
+    import numpy as np
+
+    ends = np.flatnonzero(np.asarray(token_file.tokens) == token_file.eot_id)
+    lengths = np.diff(np.concatenate([[-1], ends])) - 1
+    assert int(num_documents) == len(ends), (
+        f"{num_documents} documents, but the file has {len(ends)} <|endoftext|> ids, one after each document: "
+        "count the positions where tokens == eot_id."
+    )
+    if int(longest_document) == int(lengths.max()) + 1:
+        raise AssertionError("that counts the <|endoftext|> after the document too: leave it out.")
+    assert int(longest_document) == int(lengths.max()), (
+        f"the longest document is not {longest_document} tokens long. Find the <|endoftext|> positions "
+        "(np.flatnonzero), take the gaps between them (np.diff), and remember each gap includes one end token."
+    )
+    _correct("9.4", f"{len(ends)} documents; the longest is {int(lengths.max())} tokens, the mean "
+             f"{lengths.mean():.0f}.")
+
+
+# (end of chapter 9)

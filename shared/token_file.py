@@ -1,0 +1,193 @@
+"""Chapter 9's token file: a corpus as one flat array of uint16 token ids on disk, read through a memory map.
+
+`write_token_file` streams documents in (each followed by `<|endoftext|>`) and appends their ids to
+`NAME.bin` in chunks, so memory stays flat however large the corpus; `NAME.bin.json` beside it says
+how to read it (dtype, count, end-of-text id, tokenizer). The `.bin` holds nothing but the ids,
+little-endian uint16, the layout nanoGPT's `train.bin` uses. `open_token_file` maps it without
+loading it, and `get_batch` cuts random training windows from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "llm-token-file"
+DTYPE = np.dtype("<u2")  # little-endian uint16: ids 0 to 65,535
+MAX_VOCAB_SIZE = 1 << 16
+
+
+def tokenizer_description(tokenizer) -> dict:
+    """What a reader needs to rebuild `tokenizer`: GPT-2's tiktoken encoding by name, a BPETokenizer as JSON."""
+    from shared.tokenization import BPETokenizer
+
+    if isinstance(tokenizer, BPETokenizer):
+        return {"name": "bpe", "vocab_size": tokenizer.vocab_size, "json": tokenizer.to_json()}
+    name = getattr(tokenizer, "name", type(tokenizer).__name__)
+    return {"name": name, "vocab_size": getattr(tokenizer, "n_vocab", None)}
+
+
+def _vocab_size(tokenizer) -> int:
+    for attribute in ("n_vocab", "vocab_size"):
+        if isinstance(getattr(tokenizer, attribute, None), int):
+            return getattr(tokenizer, attribute)
+    raise ValueError("the tokenizer does not say how many ids it has (no n_vocab or vocab_size).")
+
+
+class TokenFileWriter:
+    """Append documents' token ids to a uint16 token file, `chunk_tokens` ids in memory at most (plus one document).
+
+    Use it as a context manager; on a clean exit it writes the sidecar JSON and renames the
+    finished files into place, so a crash never leaves a half-written file that looks complete.
+    """
+
+    def __init__(self, path: str | os.PathLike, tokenizer, chunk_tokens: int = 1 << 16):
+        vocab_size = _vocab_size(tokenizer)
+        if vocab_size > MAX_VOCAB_SIZE:
+            raise ValueError(f"the tokenizer has {vocab_size:,} ids, but a uint16 token file holds ids up to "
+                             f"{MAX_VOCAB_SIZE - 1:,}. Use a tokenizer with at most {MAX_VOCAB_SIZE:,} ids "
+                             "(GPT-2's has 50,257; the project's BPE 4,096).")
+        if tokenizer.eot_token is None:
+            raise ValueError("the tokenizer has no <|endoftext|> token to put between documents.")
+        self.path = Path(path)
+        self.tokenizer = tokenizer
+        self.eot_id = tokenizer.eot_token
+        self.vocab_size = vocab_size
+        self.buffer = np.empty(chunk_tokens, dtype=DTYPE)
+        self.filled = 0
+        self.num_tokens = 0
+        self.num_documents = 0
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._file = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in __exit__
+        return self
+
+    def _append(self, ids: np.ndarray) -> None:
+        if len(ids) > len(self.buffer) - self.filled:
+            self.flush()
+        if len(ids) > len(self.buffer):  # a document longer than the buffer goes straight to disk
+            self._file.write(ids.astype(DTYPE).tobytes())
+        else:
+            self.buffer[self.filled : self.filled + len(ids)] = ids
+            self.filled += len(ids)
+        self.num_tokens += len(ids)
+
+    def flush(self) -> None:
+        """Write the buffered ids to disk and empty the buffer."""
+        self._file.write(self.buffer[: self.filled].tobytes())
+        self.filled = 0
+
+    def add_document(self, text: str) -> None:
+        """Tokenize one document (special-token text in it is ordinary text) and append it, then <|endoftext|>."""
+        ids = np.array(self.tokenizer.encode_ordinary(text) + [self.eot_id], dtype=np.int64)
+        self._append(ids)
+        self.num_documents += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            return
+        self.flush()
+        self._file.close()
+        header = {"format": FORMAT, "version": 1, "dtype": "uint16", "byte_order": "little",
+                  "num_tokens": self.num_tokens, "num_documents": self.num_documents, "eot_id": self.eot_id,
+                  "vocab_size": self.vocab_size, "tokenizer": tokenizer_description(self.tokenizer)}
+        os.replace(self._tmp, self.path)
+        sidecar = sidecar_path(self.path)
+        tmp_sidecar = sidecar.with_name(f".{sidecar.name}.tmp")
+        tmp_sidecar.write_text(json.dumps(header, indent=1), encoding="utf-8")
+        os.replace(tmp_sidecar, sidecar)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """Where the description of token file `path` lives: `path` + '.json'."""
+    return Path(f"{path}.json")
+
+
+@dataclass
+class TokenFile:
+    """An opened token file: `tokens` is a read-only np.memmap of uint16 ids; nothing is loaded until sliced."""
+
+    path: Path
+    tokens: np.memmap
+    eot_id: int
+    vocab_size: int
+    num_documents: int
+    tokenizer_name: str
+    header: dict
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def load_tokenizer(self):
+        """The tokenizer the file was written with (GPT-2's, or the BPETokenizer stored in the sidecar)."""
+        from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
+
+        description = self.header["tokenizer"]
+        if description["name"] == "bpe":
+            return BPETokenizer.from_json(description["json"], source=str(sidecar_path(self.path)))
+        if description["name"] == "gpt2":
+            return get_gpt2_tokenizer()
+        raise ValueError(f"{self.path} was written with the tokenizer {description['name']!r}, which cannot be "
+                         "rebuilt from the file: load that tokenizer yourself.")
+
+
+def write_token_file(path: str | os.PathLike, documents: Iterable[str], tokenizer,
+                     chunk_tokens: int = 1 << 16) -> TokenFile:
+    """Tokenize `documents` (any iterable, read once, lazily) into a uint16 token file and open it."""
+    with TokenFileWriter(path, tokenizer, chunk_tokens) as writer:
+        for document in documents:
+            writer.add_document(document)
+    return open_token_file(path)
+
+
+def open_token_file(path: str | os.PathLike) -> TokenFile:
+    """Map a token file written by `write_token_file` (checked against its sidecar) without reading it."""
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no token file at {path}: write one with write_token_file(path, documents, tok).")
+    if not sidecar.is_file():
+        raise ValueError(f"{path} has no description beside it ({sidecar.name} is missing), so its dtype and "
+                         "tokenizer are unknown: it is not a token file written by write_token_file.")
+    try:
+        header = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{sidecar} is not valid JSON ({err}): it is not a token file's description.") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("dtype") != "uint16":
+        raise ValueError(f"{sidecar} does not describe a uint16 token file (format {FORMAT!r}): "
+                         "it was not written by write_token_file.")
+    expected_bytes = header["num_tokens"] * DTYPE.itemsize
+    actual_bytes = path.stat().st_size
+    if actual_bytes != expected_bytes:
+        raise ValueError(f"{path} has {actual_bytes:,} bytes, but its description promises {header['num_tokens']:,} "
+                         f"tokens ({expected_bytes:,} bytes): the file is truncated or was changed. Write it again.")
+    tokens = (np.memmap(path, dtype=DTYPE, mode="r", shape=(header["num_tokens"],)) if expected_bytes
+              else np.zeros(0, dtype=DTYPE))  # an empty file cannot be memory-mapped
+    return TokenFile(path, tokens, header["eot_id"], header["vocab_size"], header["num_documents"],
+                     header["tokenizer"]["name"], header)
+
+
+def get_batch(tokens: np.ndarray, batch_size: int, context_length: int,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch_size` random windows of the token array as int64 tensors: inputs x and targets y = x shifted by one.
+
+    Only the windows are read from disk; starts come from `torch.randint` with `generator`, so a
+    seeded generator gives the same batches every run.
+    """
+    if len(tokens) < context_length + 1:
+        raise ValueError(f"the token file has {len(tokens):,} tokens; one window of context_length={context_length} "
+                         f"needs {context_length + 1}. Use a smaller context_length or a larger corpus.")
+    starts = torch.randint(0, len(tokens) - context_length, (batch_size,), generator=generator).tolist()
+    windows = torch.from_numpy(np.stack([tokens[s : s + context_length + 1] for s in starts]).astype(np.int64))
+    return windows[:, :-1], windows[:, 1:]
