@@ -5,6 +5,11 @@ The command tokenizes and packs the text, holds out a validation split (by defau
 clipping; gradient accumulation and bf16 on request), shows progress, writes a checkpoint it can
 resume from (also on Ctrl-C), reports held-out perplexity and bits per byte, and prints samples.
 `python -m shared.generate CHECKPOINT` then talks to the model. `--help` lists every option.
+
+Across processes: `torchrun --nproc_per_node=N -m shared.train [--distributed ddp|fsdp] ...` (see
+`shared/distributed.py`). Each process draws its own batches, so the global batch is N x
+--batch-size x --accumulation-steps; rank 0 alone prints and writes checkpoints, which a single
+process can load and resume.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from shared import distributed
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from shared.data import NOVELS, join_documents, load_novel
 from shared.evaluation import bits_per_byte, evaluate_text
@@ -287,13 +293,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs; slow to start)")
     g.add_argument("--prompt", default=DEFAULT_PROMPT, help="the start of the samples printed")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    g = p.add_argument_group("across processes (launch with torchrun --nproc_per_node=N -m shared.train ...)")
+    g.add_argument("--distributed", choices=distributed.STRATEGIES,
+                   help="ddp: a full copy per process, gradients averaged; fsdp: parameters, gradients and optimizer "
+                        "state sharded (default under torchrun with more than one process: ddp)")
+    g.add_argument("--dist-timeout", type=float, default=300.0,
+                   help="seconds a process waits for the others before the run fails with an error")
     args = p.parse_args(argv)
+    check_distributed_args(p, args)
     for name in ("batch_size", "accumulation_steps", "eval_every", "eval_windows", "save_every"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_steps is not None and args.max_steps < 1:
         p.error("--max-steps must be at least 1")
     return args
+
+
+def check_distributed_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in and check --distributed: ddp by default under a multi-process torchrun launch."""
+    if args.distributed is None and distributed.launched_by_torchrun() and distributed.world_size() > 1:
+        args.distributed = "ddp"
+    if args.distributed and not distributed.launched_by_torchrun():
+        parser.error(f"--distributed {args.distributed} needs several processes: launch with "
+                     f"`torchrun --nproc_per_node=2 -m shared.train --distributed {args.distributed} ...`.")
+    if args.distributed == "fsdp" and args.optimizer == "muon":
+        # Under FSDP each process holds a slice of every matrix; Muon would orthogonalise the slices.
+        parser.error("--distributed fsdp with --optimizer muon would orthogonalise each process's shard of a "
+                     "matrix instead of the whole matrix: use --optimizer adamw with fsdp, or --distributed ddp.")
+    if args.dist_timeout <= 0:
+        parser.error("--dist-timeout must be positive, e.g. 300 (seconds).")
+
+
+class _StateOnly:
+    """Stands in for a model or optimizer whose full state was gathered: `save_checkpoint` only calls state_dict()."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state
 
 
 class Run:
@@ -305,6 +346,12 @@ class Run:
         self.out = Path(args.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
         self.device = pick_device(args.device)
+        self.strategy = args.distributed  # None: one process
+        if self.strategy:
+            self.device = distributed.setup(self.device.type, timeout_s=args.dist_timeout).device
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        self.evaluates = self.is_main or self.strategy == "fsdp"  # a sharded model needs every rank to run it
         self.precision = resolve_precision(args.precision, self.device)
         if self.checkpoint_path.exists() and not args.resume:
             raise FileExistsError(f"{self.checkpoint_path} already exists. Pass --resume to continue that run, "
@@ -341,19 +388,37 @@ class Run:
         init_gpt2_style(self.model)
         self.model.to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
+        if self.strategy == "fsdp":
+            distributed.wrap_model(self.model, "fsdp", self.device)  # shards in place: the optimizer below holds shards
         self.optimizer = self.new_optimizer()
-        self.forward_model = torch.compile(self.model) if args.compile else self.model
+        self.forward_model = self.model
+        if self.strategy == "ddp":  # the wrapper trains; self.model (plain names) evaluates and saves
+            self.forward_model = distributed.wrap_model(self.model, "ddp", self.device)
+        if args.compile:
+            self.forward_model = torch.compile(self.forward_model)
         self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, args.max_steps, 0, 0.0
         self.refit_at = None  # the step at which a time-budgeted run checks its step count again
         self.history: list[dict] = []
         if saved:
-            checkpoint = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
+            checkpoint = self.load_saved()
             self.step = checkpoint.step
             self.total_steps = saved["total_steps"]
             self.tokens_seen = saved["tokens_seen"]
             self.train_seconds = saved["train_seconds"]
             self.history = saved["history"]
             log(f"resumed at step {self.step:,} of {self.total_steps:,}")
+            if saved.get("world_size", 1) != self.world_size:
+                log(f"the run was saved by {saved.get('world_size', 1)} process(es), now {self.world_size}: "
+                    "training continues with a different global batch")
+
+    def load_saved(self):
+        """Read the checkpoint into the model and optimizer; under FSDP, each rank keeps its shards."""
+        if self.strategy != "fsdp":
+            return load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
+        full_model, full_optimizer = GPTModel(self.cfg), _StateOnly({})
+        checkpoint = load_checkpoint(self.checkpoint_path, full_model, full_optimizer, restore_rng=True)
+        distributed.load_full_state_dicts(self.model, self.optimizer, full_model.state_dict(), full_optimizer.state)
+        return checkpoint
 
     def new_optimizer(self):
         """A fresh optimizer for the model: no decay on biases and norms; Muon on request."""
@@ -374,15 +439,25 @@ class Run:
     def save(self) -> None:
         extra = {"args": vars(self.args), "tokenizer": tokenizer_to_json(self.tokenizer), "config": self.cfg,
                  "total_steps": self.total_steps, "tokens_seen": self.tokens_seen,
-                 "train_seconds": self.train_seconds, "history": self.history}
-        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, step=self.step, config=self.cfg,
-                        extra=extra)
+                 "train_seconds": self.train_seconds, "history": self.history, "world_size": self.world_size}
+        model, optimizer = self.model, self.optimizer
+        if self.strategy == "fsdp":  # every rank sends its shards; rank 0 gets the whole state
+            model_state, optimizer_state = distributed.full_state_dicts(self.model, self.optimizer)
+            model, optimizer = _StateOnly(model_state), _StateOnly(optimizer_state)
+        if self.is_main:
+            save_checkpoint(self.checkpoint_path, model, optimizer, step=self.step, config=self.cfg, extra=extra)
 
     def micro_batches(self, step: int):
+        """This rank's micro-batches: rank r draws the stream's micro-batches r*A ... r*A + A - 1 (A = accumulation).
+
+        So N processes with accumulation A train on exactly the batches one process draws with
+        accumulation N x A, and rank 0 of a distributed run draws what a single process would.
+        """
         a = self.args
+        first = self.rank * a.accumulation_steps
         return [tuple(t.to(self.device) for t in sample_batch(self.train_ids, a.batch_size, self.cfg["context_length"],
                                                                a.seed, step, micro))
-                for micro in range(a.accumulation_steps)]
+                for micro in range(first, first + a.accumulation_steps)]
 
     def one_step(self) -> float:
         a = self.args
@@ -394,8 +469,8 @@ class Run:
         loss, _ = train_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
                              lr=lr, max_norm=a.max_norm or None, precision=self.precision)
         self.step += 1
-        self.tokens_seen += a.batch_size * a.accumulation_steps * self.cfg["context_length"]
-        return loss
+        self.tokens_seen += self.world_size * a.batch_size * a.accumulation_steps * self.cfg["context_length"]
+        return distributed.all_reduce_mean(loss, self.device)  # the mean over every rank's batches
 
     def calibrate_steps(self) -> None:
         """With a time budget: time a few steps (not kept), then fix the step count for the whole run.
@@ -416,7 +491,8 @@ class Run:
         self.optimizer = self.new_optimizer()
         torch.set_rng_state(rng)
         self.step, self.tokens_seen = 0, 0
-        self.total_steps = self.steps_in_budget(seconds_per_step)
+        # Each rank timed its own steps: all follow rank 0's count.
+        self.total_steps = distributed.broadcast_int(self.steps_in_budget(seconds_per_step), self.device)
         self.refit_at = min(max(self.args.warmup_steps, 20), self.total_steps // 2)
         log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
 
@@ -462,8 +538,12 @@ class Run:
             f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}; device {self.device}, "
             f"{self.precision}; {self.total_steps:,} steps of {a.batch_size * a.accumulation_steps} x "
             f"{self.cfg['context_length']} tokens, {a.optimizer}, peak lr {a.lr:g}")
+        if self.strategy:
+            log(f"{self.strategy} across {self.world_size} processes: each draws its own batches, so a step sees "
+                f"{self.world_size} x {a.batch_size * a.accumulation_steps} = "
+                f"{self.world_size * a.batch_size * a.accumulation_steps} sequences")
         self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=a.no_progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=a.no_progress or not self.is_main,
                    dynamic_ncols=True)
         flops = flops_per_token(self.cfg, self.num_params)
         try:
@@ -474,18 +554,22 @@ class Run:
                     torch.cuda.synchronize()
                 self.train_seconds += time.perf_counter() - started
                 if self.step == self.refit_at:
-                    bar.write(self.refit_steps())
+                    message = self.refit_steps()
+                    self.total_steps = distributed.broadcast_int(self.total_steps, self.device)  # rank 0's count
+                    if self.is_main:
+                        bar.write(message)
                     bar.total = self.total_steps
                 tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
-                if self.step % a.eval_every == 0 or self.step == self.total_steps:
+                if (self.step % a.eval_every == 0 or self.step == self.total_steps) and self.evaluates:
                     val_loss = self.validation_loss(a.eval_windows)
                     self.history.append({"step": self.step, "tokens": self.tokens_seen, "train_loss": loss,
                                          "val_loss": val_loss, "tokens_per_s": tokens_per_s,
                                          "gflops_per_s": flops * tokens_per_s / 1e9})
-                    bar.write(f"step {self.step:>6,}  train loss {loss:.3f}  val loss {val_loss:.3f}  "
-                              f"{tokens_per_s:,.0f} tokens/s")
+                    if self.is_main:
+                        bar.write(f"step {self.step:>6,}  train loss {loss:.3f}  val loss {val_loss:.3f}  "
+                                  f"{tokens_per_s:,.0f} tokens/s")
                 if self.step % a.save_every == 0:
                     self.save()
                 if a.stop_at is not None and self.step >= a.stop_at and self.step < self.total_steps:
@@ -505,6 +589,8 @@ class Run:
 
     def report(self) -> None:
         """Score the whole held-out text (bits per byte compare across tokenizers), save a summary, sample."""
+        if not self.evaluates:
+            return
         scores = [evaluate_text(self.model, text, self.tokenizer, self.device, batch_size=self.args.batch_size)
                   for _, text in self.corpus.val]
         nll, tokens, num_bytes = (sum(getattr(s, f) for s in scores) for f in ("nll_nats", "num_tokens", "num_bytes"))
@@ -516,16 +602,20 @@ class Run:
                    "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg, self.num_params),
                    "wall_seconds": time.perf_counter() - self.started, "parameters": self.num_params,
                    "config": self.cfg, "args": vars(self.args)}
+        sample = self.sample(120)
+        if not self.is_main:
+            return
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
             f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
             f"{tokens_per_s:,.0f} tokens/s")
         log(f"checkpoint: {self.checkpoint_path}  (talk to it: python -m shared.generate {self.checkpoint_path})")
-        print("\nsample:\n" + self.sample(120))
+        print("\nsample:\n" + sample)
 
 
 def log(message: str) -> None:
-    print(f"[train] {message}", flush=True)
+    if distributed.rank() == 0:  # one process prints for all
+        print(f"[train] {message}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -536,6 +626,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     run.train()
+    distributed.shutdown()  # wait for every process, then leave the group (nothing to do in one process)
 
 
 if __name__ == "__main__":
