@@ -221,3 +221,115 @@ def evaluate_text(model: torch.nn.Module, text: str, tokenizer, device, context_
     token_ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     nll, tokens = loss_over_token_ids(model, token_ids, device, context_length, stride, batch_size)
     return TextScore(nll, tokens, len(text.encode("utf-8")))
+
+
+# ---------------------------------------------------------------------------------------------
+# Log-likelihood scoring: how likely is a continuation after a context? (multiple-choice benchmarks)
+# ---------------------------------------------------------------------------------------------
+
+
+def continuation_logprobs(model: torch.nn.Module, requests: Sequence[tuple[Sequence[int], Sequence[int]]], device,
+                          context_length: int | None = None, batch_size: int = 32) -> list[float]:
+    """For each (context ids, continuation ids) pair, the summed log-probability (nats) of the
+    continuation's tokens given the context: log p(c_1 | context) + log p(c_2 | context, c_1) + ...
+
+    Only the continuation's tokens are scored. A pair longer than the model's window keeps its last
+    `context_length + 1` tokens: the context is cut from the left (its oldest tokens go), never the
+    continuation. Pairs run `batch_size` at a time, longest first, padded on the right, where causal
+    attention keeps the padding from changing any scored position.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    context_length = _model_context_length(model, context_length)
+    rows = []  # (model input, targets of the continuation's tokens)
+    for number, (context, continuation) in enumerate(requests):
+        context, continuation = list(context), list(continuation)
+        if not context:
+            raise ValueError(f"request {number} has an empty context, so nothing predicts the continuation's first "
+                             "token. Start the context with a token (e.g. <|endoftext|>).")
+        if not continuation:
+            raise ValueError(f"request {number} has an empty continuation: there is nothing to score.")
+        if len(continuation) > context_length:
+            raise ValueError(f"request {number}'s continuation has {len(continuation)} tokens, more than the model's "
+                             f"window of {context_length}: it cannot be scored in one pass. Shorten it.")
+        full = context + continuation
+        rows.append((full[:-1][-context_length:], continuation))
+
+    scores = [0.0] * len(rows)
+    order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = len(rows[batch[0]][0])
+            inputs = torch.zeros(len(batch), width, dtype=torch.long)
+            targets = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            for r, i in enumerate(batch):
+                model_input, continuation = rows[i]
+                inputs[r, : len(model_input)] = torch.tensor(model_input)
+                # position t predicts token t + 1 of `full`: the last len(continuation) positions
+                targets[r, len(model_input) - len(continuation) : len(model_input)] = torch.tensor(continuation)
+            log_probs = torch.log_softmax(model(inputs.to(device)).float(), dim=-1).cpu()
+            picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            sums = torch.where(targets != IGNORE_INDEX, picked, 0.0).sum(dim=1)
+            for r, i in enumerate(batch):
+                scores[i] = sums[r].item()
+    return scores
+
+
+@dataclass(frozen=True)
+class MultipleChoiceScores:
+    """Each item's choices scored: summed log-probabilities and lengths in characters, with the labels."""
+
+    logprobs: list[list[float]]  # per item, per choice: log p(choice | context), summed over its tokens
+    num_chars: list[list[int]]  # per item, per choice: characters of the choice
+    labels: list[int]
+
+    @property
+    def predictions(self) -> list[int]:
+        """The choice with the highest summed log-probability (`acc` in the harnesses)."""
+        return [max(range(len(lp)), key=lp.__getitem__) for lp in self.logprobs]
+
+    @property
+    def predictions_norm(self) -> list[int]:
+        """The choice with the highest log-probability per character (`acc_norm`)."""
+        per_char = [[lp / n for lp, n in zip(lps, ns, strict=True)] for lps, ns in zip(self.logprobs, self.num_chars,
+                                                                                        strict=True)]
+        return [max(range(len(s)), key=s.__getitem__) for s in per_char]
+
+    @property
+    def accuracy(self) -> float:
+        return sum(p == y for p, y in zip(self.predictions, self.labels, strict=True)) / len(self.labels)
+
+    @property
+    def accuracy_norm(self) -> float:
+        return sum(p == y for p, y in zip(self.predictions_norm, self.labels, strict=True)) / len(self.labels)
+
+
+def score_multiple_choice(model: torch.nn.Module, tokenizer, items, device="cpu", context_length: int | None = None,
+                          batch_size: int = 32) -> MultipleChoiceScores:
+    """Score multiple-choice items (`shared.multiple_choice.MultipleChoiceItem`: context, choices, label)
+    the way HellaSwag and MMLU are scored: every choice's log-probability as a continuation of the
+    context, summed over its tokens (`accuracy`) and divided by its length in characters (`accuracy_norm`).
+
+    The context and each choice are tokenized separately and joined, so every choice is scored on the
+    same context tokens. Dividing by characters, not tokens, keeps the normalised score independent of
+    the tokenizer (the same reason bits per byte is).
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("there are no items to score.")
+    requests, shape = [], []
+    for number, item in enumerate(items):
+        if len(item.choices) < 2 or not 0 <= item.label < len(item.choices):
+            raise ValueError(f"item {number} has {len(item.choices)} choices and label {item.label}: it needs at least "
+                             "2 choices and a label that indexes one of them.")
+        context_ids = tokenizer.encode(item.context)
+        requests += [(context_ids, tokenizer.encode(choice)) for choice in item.choices]
+        shape.append(len(item.choices))
+    flat = continuation_logprobs(model, requests, device, context_length, batch_size)
+    logprobs, start = [], 0
+    for count in shape:
+        logprobs.append(flat[start : start + count])
+        start += count
+    return MultipleChoiceScores(logprobs, [[len(c) for c in item.choices] for item in items],
+                                [item.label for item in items])
