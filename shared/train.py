@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from shared import distributed
@@ -30,6 +31,7 @@ from shared.data import NOVELS, join_documents, load_novel
 from shared.evaluation import bits_per_byte, evaluate_text
 from shared.optimizers import OPTIMIZERS, make_optimizer
 from shared.pretraining import generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text, train_step
+from shared.token_file import TokenFile, open_token_file, sidecar_path
 from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
 from shared.transformer import GPT2_CONFIGS, GPTModel
 
@@ -102,6 +104,41 @@ def build_corpus(data: list[str] | None, val_fraction: float, val_novel: str) ->
     return Corpus(train=train, val=[(n, t) for n, t in val if t.strip()])
 
 
+def token_file_named(data: list[str] | None) -> TokenFile | None:
+    """The token file (chapter 9) if --data names one, else None; a token file must come alone."""
+    token_files = [name for name in data or [] if sidecar_path(name).is_file()]
+    if not token_files:
+        return None
+    if len(data) > 1:
+        raise ValueError(f"--data mixes a token file ({token_files[0]}) with other data. Pass the token file alone, "
+                         "or write everything into one token file (shared.token_file.write_token_file).")
+    return open_token_file(token_files[0])
+
+
+def split_token_file(token_file: TokenFile, val_fraction: float) -> tuple[np.ndarray, torch.Tensor]:
+    """Training ids (still a memory map: nothing is read) and the held-out end, cut after an <|endoftext|>."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction {val_fraction} must be between 0 and 1, e.g. 0.1.")
+    tokens = token_file.tokens
+    cut = int(len(tokens) * (1 - val_fraction))
+    window = np.asarray(tokens[max(cut - 1_000_000, 0):cut])  # look back at most 1M tokens for a document end
+    ends = np.flatnonzero(window == token_file.eot_id)
+    if len(ends):
+        cut = max(cut - 1_000_000, 0) + int(ends[-1]) + 1
+    return tokens[:cut], torch.from_numpy(np.asarray(tokens[cut:]).astype(np.int64))
+
+
+def held_out_documents(val_ids: torch.Tensor, tokenizer, eot_id: int, name: str) -> list[tuple[str, str]]:
+    """The held-out ids as text documents (split at <|endoftext|>), for the final bits-per-byte scoring."""
+    documents, start = [], 0
+    ids = val_ids.tolist()
+    for end in [i for i, t in enumerate(ids) if t == eot_id] + [len(ids)]:
+        if end > start:
+            documents.append((f"{name} (held-out document {len(documents) + 1})", tokenizer.decode(ids[start:end])))
+        start = end + 1
+    return [(n, t) for n, t in documents if t.strip()]
+
+
 # -- the tokenizer ----------------------------------------------------------------------------------
 
 
@@ -144,18 +181,21 @@ def encode_documents(documents: list[tuple[str, str]], tokenizer) -> torch.Tenso
 # -- batches ------------------------------------------------------------------------------------------
 
 
-def sample_batch(ids: torch.Tensor, batch_size: int, context_length: int, seed: int, step: int, micro: int = 0):
+def sample_batch(ids: torch.Tensor | np.ndarray, batch_size: int, context_length: int, seed: int, step: int,
+                 micro: int = 0):
     """Random windows of the token stream, a function of (seed, step, micro) alone.
 
     Because no sampler state carries over between steps, a resumed run draws exactly the batches
-    the uninterrupted run would have drawn.
+    the uninterrupted run would have drawn. `ids` may be a memory-mapped token file (chapter 9).
     """
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 1_009 + micro)
     starts = torch.randint(0, len(ids) - context_length, (batch_size,), generator=generator)
-    offsets = torch.arange(context_length)
-    x = ids[starts[:, None] + offsets]
-    y = ids[starts[:, None] + offsets + 1]
-    return x, y
+    positions = starts[:, None] + torch.arange(context_length)
+    if isinstance(ids, np.ndarray):  # a memory-mapped token file: read only these windows from disk
+        positions = positions.numpy()
+        return (torch.from_numpy(ids[positions].astype(np.int64)),
+                torch.from_numpy(ids[positions + 1].astype(np.int64)))
+    return ids[positions], ids[positions + 1]
 
 
 def eval_windows(ids: torch.Tensor, context_length: int, max_windows: int | None = None):
@@ -255,9 +295,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m shared.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", nargs="*", help="text files or folders of .txt files (default: the shipped Austen novels)")
+    g.add_argument("--data", nargs="*", help="text files or folders of .txt files, or one token file written by "
+                   "shared.token_file (chapter 9), read without loading it (default: the shipped Austen novels)")
     g.add_argument("--val-novel", default=DEFAULT_VAL_NOVEL, help="with the Austen default: the novel held out")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="with --data: the end of each file held out")
+    g.add_argument("--val-fraction", type=float, default=0.1,
+                   help="with --data: the end of each file (or of the token file) held out")
     g.add_argument("--tokenizer", default="4096", help="'gpt2', or a vocabulary size to learn a BPE tokenizer")
     g = p.add_argument_group("model")
     g.add_argument("--config", help=f"start from a GPT-2 size: {', '.join(GPT2_CONFIGS)} (default: a small model)")
@@ -365,16 +407,25 @@ class Run:
             saved = json.loads(metadata["extra"])
             self._check_same_run(saved["args"])
 
-        log(f"reading the text ({'the Austen novels' if not args.data else ', '.join(args.data)})")
-        self.corpus = build_corpus(args.data, args.val_fraction, args.val_novel)
-        log(self.corpus.describe())
-        if saved:
-            self.tokenizer = tokenizer_from_json(saved["tokenizer"])
+        token_file = token_file_named(args.data)
+        if token_file is not None:  # chapter 9's uint16 token file: already tokenized, read through a memory map
+            log(f"reading the token file {token_file.path} ({len(token_file):,} tokens, {token_file.num_documents:,} "
+                f"documents; its own {token_file.tokenizer_name} tokenizer, --tokenizer is not used)")
+            self.tokenizer = token_file.load_tokenizer()
+            self.train_ids, self.val_ids = split_token_file(token_file, args.val_fraction)
+            self.corpus = Corpus(train=[], val=held_out_documents(self.val_ids, self.tokenizer, token_file.eot_id,
+                                                                  token_file.path.name))
         else:
-            log(f"building the tokenizer ({args.tokenizer})")
-            self.tokenizer = build_tokenizer(args.tokenizer, "\n".join(t for _, t in self.corpus.train))
-        self.train_ids = encode_documents(self.corpus.train, self.tokenizer)
-        self.val_ids = encode_documents(self.corpus.val, self.tokenizer)
+            log(f"reading the text ({'the Austen novels' if not args.data else ', '.join(args.data)})")
+            self.corpus = build_corpus(args.data, args.val_fraction, args.val_novel)
+            log(self.corpus.describe())
+            if saved:
+                self.tokenizer = tokenizer_from_json(saved["tokenizer"])
+            else:
+                log(f"building the tokenizer ({args.tokenizer})")
+                self.tokenizer = build_tokenizer(args.tokenizer, "\n".join(t for _, t in self.corpus.train))
+            self.train_ids = encode_documents(self.corpus.train, self.tokenizer)
+            self.val_ids = encode_documents(self.corpus.val, self.tokenizer)
         self.cfg = saved["config"] if saved else model_config(args, vocab_size_of(self.tokenizer))
         context = self.cfg["context_length"]
         for label, ids in (("training", self.train_ids), ("validation", self.val_ids)):

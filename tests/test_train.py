@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,3 +159,41 @@ def test_batches_depend_only_on_seed_and_step():
     x3, _ = sample_batch(ids, 4, 16, seed=1, step=6)
     assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
     assert torch.equal(y1, x1 + 1)  # targets are the inputs shifted by one token
+
+
+def test_batches_from_a_memory_mapped_token_file_equal_those_from_memory(tmp_path):
+    ids = np.arange(1000, dtype=np.uint16)
+    ids.tofile(tmp_path / "ids.bin")
+    mapped = np.memmap(tmp_path / "ids.bin", dtype=np.uint16, mode="r")
+    x_map, y_map = sample_batch(mapped, 4, 16, seed=1, step=5)
+    x_mem, y_mem = sample_batch(torch.arange(1000), 4, 16, seed=1, step=5)
+    assert x_map.dtype == torch.long and torch.equal(x_map, x_mem) and torch.equal(y_map, y_mem)
+
+
+def test_the_command_trains_on_a_token_file_holding_out_whole_documents(tmp_path):
+    from shared.token_file import write_token_file
+    from shared.tokenization import BPETokenizer
+    from shared.train import split_token_file
+
+    text = load_novel("emma")[:40_000]
+    tokenizer = BPETokenizer.train(text, 300, special_tokens=["<|endoftext|>"])
+    documents = [text[i : i + 4_000] for i in range(0, len(text), 4_000)]
+    token_file = write_token_file(tmp_path / "emma.bin", documents, tokenizer)
+
+    train_ids, val_ids = split_token_file(token_file, 0.1)
+    assert isinstance(train_ids, np.memmap)  # training reads the file through the map, never whole
+    assert train_ids[-1] == token_file.eot_id and len(train_ids) + len(val_ids) == len(token_file)
+    held_out = documents[-int((val_ids == token_file.eot_id).sum()):]  # whole documents at the end
+    assert tokenizer.decode(val_ids.tolist()) == "".join(d + "<|endoftext|>" for d in held_out)
+
+    tiny = [a for a in TINY if a not in ("--tokenizer", "300")]
+    result = run("-m", "shared.train", "--data", str(tmp_path / "emma.bin"), *tiny, "--max-steps", "4",
+                 "--out", str(tmp_path / "run"))
+    assert "reading the token file" in result.stdout and "bits per byte" in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["step"] == 4 and summary["config"]["vocab_size"] == tokenizer.vocab_size
+    assert summary["val_bytes"] == sum(len(d.encode("utf-8")) for d in held_out)  # scored whole
+
+    mixed = run("-m", "shared.train", "--data", str(tmp_path / "emma.bin"), str(tmp_path), *tiny, "--max-steps", "1",
+                "--out", str(tmp_path / "mixed"), check=False)
+    assert mixed.returncode != 0 and "Pass the token file alone" in mixed.stderr
