@@ -805,6 +805,100 @@ def check_exercise_A_4(matmul_by_dots) -> None:
 
 # (end of appendix A)
 
+# -- chapter 8 --------------------------------------------------------------------------------------
+
+
+def check_exercise_8_1(sgd_momentum_bytes) -> None:
+    """Exercise 8.1: bytes per parameter (weights, gradients, optimizer state) of fp32 training with SGD + momentum."""
+    if _not_attempted("8.1", sgd_momentum_bytes):
+        return
+    assert isinstance(sgd_momentum_bytes, (tuple, list)) and len(sgd_momentum_bytes) == 3, (
+        f"give three numbers (weights, gradients, optimizer_state), not {sgd_momentum_bytes!r}"
+    )
+    weights, gradients, state = sgd_momentum_bytes
+    assert (weights, gradients) == (4, 4), (
+        f"weights and gradients take {weights} and {gradients} bytes; in fp32 each value is 4 bytes"
+    )
+    assert state == 4, (
+        f"the optimizer state takes {state} bytes per parameter; SGD with momentum keeps ONE fp32 buffer "
+        "per weight (the running velocity), AdamW two (first and second moments)"
+    )
+    _correct("8.1", "12 bytes per parameter: AdamW's second moment is what makes it 16.")
+
+
+def check_exercise_8_2(gb_per_device) -> None:
+    """Exercise 8.2: GB per device of GPT-2 XL's weights, gradients and AdamW state (mixed, ZeRO-2, 8 devices)."""
+    if _not_attempted("8.2", gb_per_device):
+        return
+    from shared.memory import estimate_memory
+    from shared.transformer import GPT_CONFIG_1558M
+
+    estimate = estimate_memory(GPT_CONFIG_1558M, precision="mixed", strategy="zero2", world_size=8)
+    expected = (estimate.parameters + estimate.gradients + estimate.optimizer_state) / 1e9
+    assert isinstance(gb_per_device, (int, float)), f"give one number of GB (10^9 bytes), not {gb_per_device!r}"
+    ddp = estimate_memory(GPT_CONFIG_1558M, precision="mixed").total / 1e9
+    assert abs(gb_per_device - expected) <= 0.01 * expected, (
+        f"{gb_per_device} GB is not it. ZeRO-2 keeps the full bf16 weights (2 bytes/param) on every device but "
+        f"splits the bf16 gradients (2) and the fp32 master weights and moments (12) over the 8 devices "
+        f"(without sharding it would be {ddp:.1f} GB). Leave the activations out."
+    )
+    _correct("8.2", f"{expected:.2f} GB per device, against {ddp:.1f} GB without sharding.")
+
+
+def check_exercise_8_3(max_batch_size) -> None:
+    """Exercise 8.3: the most 1,024-token sequences GPT-2 small can train on at once in 16 GB (fp32, 1 device)."""
+    if _not_attempted("8.3", max_batch_size):
+        return
+    from shared.memory import estimate_memory
+    from shared.transformer import GPT_CONFIG_124M
+
+    budget = 16e9
+    fits = [b for b in range(1, 200) if estimate_memory(GPT_CONFIG_124M, batch_size=b).total <= budget]
+    expected = max(fits)
+    assert isinstance(max_batch_size, int) and not isinstance(max_batch_size, bool), (
+        f"give a whole number of sequences, not {max_batch_size!r}"
+    )
+    per_sequence = estimate_memory(GPT_CONFIG_124M, batch_size=1).activations / 1e9
+    assert max_batch_size == expected, (
+        f"batch size {max_batch_size} is not the largest that fits. The weights, gradients and AdamW state "
+        f"take a fixed 16 bytes/param; each sequence adds {per_sequence:.2f} GB of activations. "
+        "Find the largest batch_size whose estimate_memory(...).total is at most 16e9 bytes."
+    )
+    _correct("8.3", f"{expected} sequences; gradient accumulation reaches a larger batch in several micro-batches.")
+
+
+def check_exercise_8_4(model) -> None:
+    """Exercise 8.4: a GPTModel with activation checkpointing on every other block (0, 2, ...), same gradients."""
+    if _not_attempted("8.4", model):
+        return
+    from shared.memory import CheckpointedBlock, measure_activation_bytes
+
+    blocks = list(model.trf_blocks)
+    wrapped = [isinstance(block, CheckpointedBlock) for block in blocks]
+    expected = [i % 2 == 0 for i in range(len(blocks))]
+    assert wrapped == expected, (
+        f"the blocks checkpointed are {[i for i, w in enumerate(wrapped) if w]}; wrap blocks "
+        f"{[i for i, e in enumerate(expected) if e]} (every other one, from block 0) in CheckpointedBlock"
+    )
+    plain = copy.deepcopy(model)
+    for i, block in enumerate(plain.trf_blocks):
+        if isinstance(block, CheckpointedBlock):
+            plain.trf_blocks[i] = block.block
+    torch.manual_seed(0)
+    tokens = torch.randint(0, model.cfg["vocab_size"], (2, min(16, model.cfg["context_length"]) + 1))
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    model.eval(), plain.eval()  # no dropout, so both runs compute the same thing
+    model.zero_grad(), plain.zero_grad()
+    saved = measure_activation_bytes(model, inputs, targets)
+    saved_plain = measure_activation_bytes(plain, inputs, targets)
+    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), f"the gradient of {name} differs from the plain model's"
+    assert saved < saved_plain, "checkpointing should keep fewer activations than the plain model"
+    _correct("8.4", f"same gradients, {saved / saved_plain:.0%} of the plain model's saved activations.")
+
+
+# (end of chapter 8)
+
 # -- chapter 9 --------------------------------------------------------------------------------------
 SHOUTING_EXAMPLES = [  # (text, should the rule flag it?)
     ("BUY NOW!!! THE BEST PRICES ON ALL CLASSIC NOVELS. FREE DELIVERY TODAY ONLY.", True),
@@ -988,96 +1082,104 @@ def check_exercise_10_4(short_wins_sum, short_wins_norm) -> None:
              "character.")
 # (end of chapter 10)
 
-# -- chapter 8 --------------------------------------------------------------------------------------
+# -- chapter 11 -------------------------------------------------------------------------------------
 
 
-def check_exercise_8_1(sgd_momentum_bytes) -> None:
-    """Exercise 8.1: bytes per parameter (weights, gradients, optimizer state) of fp32 training with SGD + momentum."""
-    if _not_attempted("8.1", sgd_momentum_bytes):
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_exercise_11_1(parameters, tokens, compute: float) -> None:
+    """Exercise 11.1: Chinchilla's compute-optimal model size and token count for `compute` FLOPs."""
+    if _not_attempted("11.1", parameters, tokens):
         return
-    assert isinstance(sgd_momentum_bytes, (tuple, list)) and len(sgd_momentum_bytes) == 3, (
-        f"give three numbers (weights, gradients, optimizer_state), not {sgd_momentum_bytes!r}"
+    from shared.scaling import CHINCHILLA_TOKENS_PER_PARAMETER, chinchilla_optimal
+
+    parameters, tokens = (float(v) if hasattr(v, "item") else v for v in (parameters, tokens))
+    assert _is_number(parameters) and _is_number(tokens) and parameters > 0 and tokens > 0, (
+        f"parameters={parameters!r} and tokens={tokens!r}: both should be positive numbers"
     )
-    weights, gradients, state = sgd_momentum_bytes
-    assert (weights, gradients) == (4, 4), (
-        f"weights and gradients take {weights} and {gradients} bytes; in fp32 each value is 4 bytes"
+    used = 6 * parameters * tokens
+    assert abs(used / compute - 1) < 0.01, (
+        f"6 * N * D = {used:.3g} FLOPs, not the budget of {compute:.3g}: training costs about 6 FLOPs per "
+        "parameter per token (C = 6ND), so N and D must multiply to C / 6"
     )
-    assert state == 4, (
-        f"the optimizer state takes {state} bytes per parameter; SGD with momentum keeps ONE fp32 buffer "
-        "per weight (the running velocity), AdamW two (first and second moments)"
+    ratio = tokens / parameters
+    assert abs(ratio / CHINCHILLA_TOKENS_PER_PARAMETER - 1) < 0.01, (
+        f"D / N = {ratio:.3g} tokens per parameter; Chinchilla's rule is about {CHINCHILLA_TOKENS_PER_PARAMETER}: "
+        "put D = 20 N into C = 6ND and solve for N"
     )
-    _correct("8.1", "12 bytes per parameter: AdamW's second moment is what makes it 16.")
+    n_opt, d_opt = chinchilla_optimal(compute)
+    _correct("11.1", f"N = {n_opt:.3g} parameters trained on D = {d_opt:.3g} tokens.")
 
 
-def check_exercise_8_2(gb_per_device) -> None:
-    """Exercise 8.2: GB per device of GPT-2 XL's weights, gradients and AdamW state (mixed, ZeRO-2, 8 devices)."""
-    if _not_attempted("8.2", gb_per_device):
+def _chapter_11_largest_budget():
+    """(non-embedding parameters, held-out losses) of chapter 11's runs with the largest token budget."""
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "chapters" / "ch11_scaling_laws" / "scaling_results.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    largest = max(int(r["tokens"]) for r in rows)
+    rows = sorted((r for r in rows if int(r["tokens"]) == largest), key=lambda r: int(r["non_embedding_parameters"]))
+    return ([int(r["non_embedding_parameters"]) for r in rows], [float(r["val_loss"]) for r in rows],
+            [int(r["parameters"]) for r in rows])
+
+
+def check_exercise_11_2(alpha, n_c) -> None:
+    """Exercise 11.2: L(N) = (N_c / N)^alpha fitted by hand in log space to the largest-budget runs."""
+    if _not_attempted("11.2", alpha, n_c):
         return
-    from shared.memory import estimate_memory
-    from shared.transformer import GPT_CONFIG_1558M
+    import numpy as np
 
-    estimate = estimate_memory(GPT_CONFIG_1558M, precision="mixed", strategy="zero2", world_size=8)
-    expected = (estimate.parameters + estimate.gradients + estimate.optimizer_state) / 1e9
-    assert isinstance(gb_per_device, (int, float)), f"give one number of GB (10^9 bytes), not {gb_per_device!r}"
-    ddp = estimate_memory(GPT_CONFIG_1558M, precision="mixed").total / 1e9
-    assert abs(gb_per_device - expected) <= 0.01 * expected, (
-        f"{gb_per_device} GB is not it. ZeRO-2 keeps the full bf16 weights (2 bytes/param) on every device but "
-        f"splits the bf16 gradients (2) and the fp32 master weights and moments (12) over the 8 devices "
-        f"(without sharding it would be {ddp:.1f} GB). Leave the activations out."
+    from shared.scaling import fit_power_law
+
+    alpha, n_c = (float(v) if hasattr(v, "item") else v for v in (alpha, n_c))
+    assert _is_number(alpha) and _is_number(n_c), f"alpha={alpha!r} and n_c={n_c!r} should both be numbers"
+    sizes, losses, totals = _chapter_11_largest_budget()
+    expected = fit_power_law(sizes, losses)
+    with_totals = fit_power_law(totals, losses)
+    assert alpha > 0, (
+        f"alpha = {alpha:.3g}: the loss falls as N grows, so the slope of log L against log N is negative and "
+        "alpha is minus that slope"
     )
-    _correct("8.2", f"{expected:.2f} GB per device, against {ddp:.1f} GB without sharding.")
+    assert not math.isclose(alpha, with_totals.alpha, rel_tol=1e-3) or math.isclose(alpha, expected.alpha), (
+        "that is the fit against all parameters; Kaplan's N (and this exercise) leaves out the embeddings: "
+        "use the non_embedding_parameters column"
+    )
+    assert math.isclose(alpha, expected.alpha, rel_tol=1e-3), (
+        f"alpha = {alpha:.4f}, but a least-squares line through (log N, log L) of the {len(sizes)} runs with the "
+        f"largest token budget has slope -{expected.alpha:.4f}: np.polyfit(np.log(N), np.log(L), 1)"
+    )
+    assert n_c > 0 and math.isclose(math.log(n_c), math.log(expected.x_c), rel_tol=1e-3), (
+        f"n_c = {n_c:.3g}, expected {expected.x_c:.3g}: the intercept b of the line is alpha * log(N_c), so "
+        "N_c = exp(b / alpha) (with the same logarithm base as the fit: np.log pairs with np.exp)"
+    )
+    _correct("11.2", f"L(N) = ({expected.x_c:.3g} / N)^{expected.alpha:.3f}; Kaplan et al. report "
+                     f"alpha_N ≈ 0.076 for far larger models (np.polyfit agrees: "
+                     f"{-np.polyfit(np.log(sizes), np.log(losses), 1)[0]:.3f}).")
 
 
-def check_exercise_8_3(max_batch_size) -> None:
-    """Exercise 8.3: the most 1,024-token sequences GPT-2 small can train on at once in 16 GB (fp32, 1 device)."""
-    if _not_attempted("8.3", max_batch_size):
+def check_exercise_11_3(factor) -> None:
+    """Exercise 11.3: by Kaplan's L(N) = (N_c / N)^0.076, how many times larger must N be to cut the loss by 10%?"""
+    if _not_attempted("11.3", factor):
         return
-    from shared.memory import estimate_memory
-    from shared.transformer import GPT_CONFIG_124M
+    from shared.scaling import KAPLAN_ALPHA_N
 
-    budget = 16e9
-    fits = [b for b in range(1, 200) if estimate_memory(GPT_CONFIG_124M, batch_size=b).total <= budget]
-    expected = max(fits)
-    assert isinstance(max_batch_size, int) and not isinstance(max_batch_size, bool), (
-        f"give a whole number of sequences, not {max_batch_size!r}"
+    factor = float(factor) if hasattr(factor, "item") else factor
+    assert _is_number(factor), f"factor={factor!r} should be a number"
+    expected = (1 / 0.9) ** (1 / KAPLAN_ALPHA_N)
+    assert factor > 1, (
+        f"factor = {factor:.3g}: a lower loss needs a bigger model, so the factor is more than 1. "
+        "L(kN) / L(N) = k^(-alpha) = 0.9; solve for k"
     )
-    per_sequence = estimate_memory(GPT_CONFIG_124M, batch_size=1).activations / 1e9
-    assert max_batch_size == expected, (
-        f"batch size {max_batch_size} is not the largest that fits. The weights, gradients and AdamW state "
-        f"take a fixed 16 bytes/param; each sequence adds {per_sequence:.2f} GB of activations. "
-        "Find the largest batch_size whose estimate_memory(...).total is at most 16e9 bytes."
+    assert math.isclose(factor, expected, rel_tol=0.01), (
+        f"factor = {factor:.3g}, expected {expected:.3g}: L(kN) / L(N) = (1 / k)^alpha_N = 0.9, so "
+        "k = (1 / 0.9)^(1 / alpha_N) with alpha_N = 0.076"
     )
-    _correct("8.3", f"{expected} sequences; gradient accumulation reaches a larger batch in several micro-batches.")
+    _correct("11.3", f"about {expected:.1f} times the parameters for 10% less loss: power laws make every "
+                     "further step cost the same multiple.")
 
 
-def check_exercise_8_4(model) -> None:
-    """Exercise 8.4: a GPTModel with activation checkpointing on every other block (0, 2, ...), same gradients."""
-    if _not_attempted("8.4", model):
-        return
-    from shared.memory import CheckpointedBlock, measure_activation_bytes
-
-    blocks = list(model.trf_blocks)
-    wrapped = [isinstance(block, CheckpointedBlock) for block in blocks]
-    expected = [i % 2 == 0 for i in range(len(blocks))]
-    assert wrapped == expected, (
-        f"the blocks checkpointed are {[i for i, w in enumerate(wrapped) if w]}; wrap blocks "
-        f"{[i for i, e in enumerate(expected) if e]} (every other one, from block 0) in CheckpointedBlock"
-    )
-    plain = copy.deepcopy(model)
-    for i, block in enumerate(plain.trf_blocks):
-        if isinstance(block, CheckpointedBlock):
-            plain.trf_blocks[i] = block.block
-    torch.manual_seed(0)
-    tokens = torch.randint(0, model.cfg["vocab_size"], (2, min(16, model.cfg["context_length"]) + 1))
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    model.eval(), plain.eval()  # no dropout, so both runs compute the same thing
-    model.zero_grad(), plain.zero_grad()
-    saved = measure_activation_bytes(model, inputs, targets)
-    saved_plain = measure_activation_bytes(plain, inputs, targets)
-    for (name, p), q in zip(model.named_parameters(), plain.parameters()):
-        assert torch.allclose(p.grad, q.grad, atol=1e-6), f"the gradient of {name} differs from the plain model's"
-    assert saved < saved_plain, "checkpointing should keep fewer activations than the plain model"
-    _correct("8.4", f"same gradients, {saved / saved_plain:.0%} of the plain model's saved activations.")
-
-
-# (end of chapter 8)
+# (end of chapter 11)
