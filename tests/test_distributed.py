@@ -130,13 +130,7 @@ def stuck_worker(out: Path) -> None:
 # -- the tests ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread for the work done in this process: the launched processes already keep both cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -37,13 +37,7 @@ TINY = {"vocab_size": 100, "context_length": 16, "emb_dim": 32, "n_heads": 4, "n
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from parallel threads, and on a busy machine the threads wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the fixture is in conftest.py
 
 
 def tiny_model(seed=123, **overrides):
