@@ -13,8 +13,9 @@ held out):
 
 The yardstick is bits per byte on the held-out novel (nats per token x tokens / bytes / ln 2),
 which compares models across tokenizers. Also reported: tokens/s of the whole training loop and
-model FLOPs utilisation: (6 x parameters + 12 x layers x context x width) FLOPs per token times
-tokens/s, divided by the peak this device reaches on a large fp32 matrix product, measured here.
+model FLOPs utilisation: (6 x the parameters that multiply, that is all but the embedding tables,
++ 12 x layers x context x width) FLOPs per token times tokens/s, divided by the peak this device
+reaches on a large fp32 matrix product, measured here.
 
 Run from the repository root (about 31 minutes at the default budget):
     python benchmarks/bench_training.py [--minutes 10] [--device cpu|cuda] [-- extra shared.train flags]
@@ -104,7 +105,9 @@ def main() -> None:
         f"(tokenizer: {a['tokenizer']}), dropout {cfg['drop_rate']}",
         f"- training: batch {a['batch_size']} x {a['accumulation_steps']}, {a['optimizer']} "
         "(Muon for the blocks' matrices, AdamW (0.9, 0.95) for the rest), weight decay "
-        f"{a['weight_decay']}, peak lr {a['lr']}, {a['warmup_steps']} warmup steps, cosine to {a['min_lr']}, "
+        f"{a['weight_decay']}, peak lr {a['lr']}"
+        + (f" (Muon's matrices {a['muon_lr']})" if a.get("muon_lr") else "")
+        + f", {a['warmup_steps']} warmup steps, cosine to {a['min_lr']}, "
         f"clipping at {a['max_norm']}; seed {a['seed']}",
         f"- held out: {recipe['val_tokens']:,} tokens, {recipe['val_bytes']:,} bytes; peak fp32 matrix product "
         f"on this device: {peak:,.0f} GFLOP/s (2048 x 2048), the denominator of MFU",

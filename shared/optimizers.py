@@ -4,9 +4,11 @@ Muon (Jordan et al., 2024; `torch.optim.Muon`) updates a weight matrix with the 
 momentum of its gradient: every direction of the update gets the same size, instead of the few
 largest ones dominating. It is meant for the hidden matrices only, so `MuonWithAdamW` gives those
 to Muon and the rest (token and position embeddings, the output head, norms and biases) to AdamW.
-With `adjust_lr_fn="match_rms_adamw"` Muon's updates have AdamW's typical size, so one learning
-rate and one schedule serve both. On the training command's default model it reaches a lower
-held-out loss than AdamW in the same number of steps (`benchmarks/README.md` has the numbers).
+With `adjust_lr_fn="match_rms_adamw"` Muon's updates have AdamW's typical size, so one schedule
+serves both; Muon's groups carry an "lr_scale" (its peak learning rate over AdamW's), which
+`shared.pretraining.train_step` multiplies into the scheduled rate. On the training command's
+default model it reaches a lower held-out loss than AdamW in the same number of steps
+(`benchmarks/README.md` has the numbers).
 """
 
 from __future__ import annotations
@@ -33,15 +35,24 @@ class MuonWithAdamW:
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.95),
-                 fused: bool | None = None):
+                 fused: bool | None = None, muon_lr: float | None = None):
+        if muon_lr is not None and muon_lr <= 0:
+            raise ValueError(f"muon_lr must be positive, got {muon_lr}")
         if not hasattr(model, "trf_blocks"):
             raise TypeError("MuonWithAdamW expects a GPTModel (a model with .trf_blocks); use AdamW for other models.")
         hidden = {id(p) for p in model.trf_blocks.parameters() if p.dim() == 2}
         muon_params = [p for p in model.parameters() if id(p) in hidden]
         rest = [{**group, "params": [p for p in group["params"] if id(p) not in hidden]}
                 for group in _param_groups(model, weight_decay)]
-        self.muon = torch.optim.Muon(muon_params, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+        self.muon_lr_scale = 1.0 if muon_lr is None else muon_lr / lr
+        self.muon = torch.optim.Muon(muon_params, lr=lr * self.muon_lr_scale, weight_decay=weight_decay,
+                                     adjust_lr_fn="match_rms_adamw")
         self.adamw = torch.optim.AdamW(rest, lr=lr, betas=betas, fused=fused)
+        self._set_muon_lr_scale()
+
+    def _set_muon_lr_scale(self) -> None:
+        for group in self.muon.param_groups:
+            group["lr_scale"] = self.muon_lr_scale
 
     @property
     def param_groups(self) -> list[dict]:
@@ -80,13 +91,18 @@ class MuonWithAdamW:
         self.adamw.load_state_dict({"state": {i - offset: s for i, s in state.items() if i >= offset},
                                     "param_groups": [{**g, "params": [i - offset for i in g["params"]]}
                                                      for g in groups[n_muon:]]})
+        self._set_muon_lr_scale()  # this run's --muon-lr, not the saved one
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device):
-    """The training command's optimizer `name` ("adamw" or "muon") for `model`, betas (0.9, 0.95)."""
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, device: torch.device,
+                   muon_lr: float | None = None):
+    """The training command's optimizer `name` ("adamw" or "muon") for `model`, betas (0.9, 0.95).
+
+    `muon_lr` is the peak learning rate of Muon's matrices (default: `lr`, which the rest gets).
+    """
     fused = device.type in ("cpu", "cuda")
     if name == "adamw":
         return torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), fused=fused)
     if name == "muon":
-        return MuonWithAdamW(model, lr=lr, weight_decay=weight_decay, fused=fused)
+        return MuonWithAdamW(model, lr=lr, weight_decay=weight_decay, fused=fused, muon_lr=muon_lr)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")

@@ -259,13 +259,13 @@ def train_step(model, micro_batches, optimizer, device, *, lr=None, max_norm=Non
     """One optimizer step over one or more (input, target) micro-batches (gradient accumulation).
 
     Each micro-batch's loss is divided by the number of micro-batches, so equal-sized micro-batches
-    give the gradient of one large batch. Sets the learning rate to `lr` if given, clips the
-    gradient norm to `max_norm` if given. Returns the mean loss and the norm before clipping (None
-    when not clipping).
+    give the gradient of one large batch. Sets the learning rate to `lr` if given (times a group's
+    "lr_scale" where the optimizer gives one), clips the gradient norm to `max_norm` if given.
+    Returns the mean loss and the norm before clipping (None when not clipping).
     """
     if lr is not None:
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
     optimizer.zero_grad(set_to_none=True)
     total_loss = 0.0
     for input_batch, target_batch in micro_batches:

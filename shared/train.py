@@ -283,17 +283,45 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def flops_per_token(cfg: dict, num_params: int) -> float:
-    """Training FLOPs per token: 6 per parameter (forward + backward) plus attention's 12 * layers * context * width."""
-    return 6 * num_params + 12 * cfg["n_layers"] * cfg["context_length"] * cfg["emb_dim"]
+def flops_per_token(cfg: dict) -> float:
+    """Training FLOPs per token of a GPTModel: 6 per weight in a matrix product (forward + backward), plus attention.
+
+    The weights that multiply are each block's 12 * width**2 (query, key, value and output
+    projections, and the 4x-wide feed-forward) and the output head's vocabulary * width; the
+    embeddings are looked up, which costs no FLOPs. Attention's scores and weighted sums add
+    12 * layers * context * width (all of the causal square, which the kernels compute).
+    """
+    d, layers = cfg["emb_dim"], cfg["n_layers"]
+    multiplying = 12 * layers * d * d + cfg["vocab_size"] * d
+    return 6 * multiplying + 12 * layers * cfg["context_length"] * d
 
 
 # -- the command ---------------------------------------------------------------------------------------
 
 
+# Each optimizer's defaults, tuned on the default model and split at the default run's length
+# (benchmarks/README.md, "Tuning the default run"). Muon takes larger steps than AdamW and wants
+# more weight decay; the AdamW part of the muon recipe (embeddings, head, norms) a smaller rate.
+RECIPES = {
+    "muon": {"lr": 2e-3, "muon_lr": 1e-2, "weight_decay": 0.3, "warmup_steps": 50},
+    "adamw": {"lr": 3e-3, "weight_decay": 0.1, "warmup_steps": 100},
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None ("not set"), which the help text explains where it matters."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _recipe_help(name: str) -> str:
+    return "; ".join(f"{recipe[name]:g} with {opt}" for opt, recipe in RECIPES.items() if name in recipe)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m shared.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_HelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data", nargs="*", help="text files or folders of .txt files, or one token file written by "
                    "shared.token_file (chapter 9), read without loading it (default: the shipped Austen novels)")
@@ -319,10 +347,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--accumulation-steps", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--optimizer", default="muon", choices=OPTIMIZERS,
                    help="muon: Muon for the blocks' matrices, AdamW for the rest; adamw: AdamW throughout (the book)")
-    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    g.add_argument("--lr", type=float, help="peak learning rate (with muon: of the embeddings, head and norms) "
+                   "(default: " + _recipe_help("lr") + ")")
+    g.add_argument("--muon-lr", type=float,
+                   help=f"with --optimizer muon: peak learning rate of the blocks' matrices "
+                   f"(default: {RECIPES['muon']['muon_lr']:g})")
     g.add_argument("--min-lr", type=float, default=1e-4)
-    g.add_argument("--warmup-steps", type=int, default=100)
-    g.add_argument("--weight-decay", type=float, default=0.1)
+    g.add_argument("--warmup-steps", type=int, help="(default: " + _recipe_help("warmup_steps") + ")")
+    g.add_argument("--weight-decay", type=float, help="(default: " + _recipe_help("weight_decay") + ")")
     g.add_argument("--schedule", default="cosine", choices=["cosine", "constant"],
                    help="cosine: warmup then cosine decay (appendix D); constant: --lr throughout (chapter 5)")
     g.add_argument("--max-norm", type=float, default=1.0, help="clip the gradient norm to this (0: no clipping)")
@@ -342,6 +374,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--dist-timeout", type=float, default=300.0,
                    help="seconds a process waits for the others before the run fails with an error")
     args = p.parse_args(argv)
+    if args.muon_lr is not None and (args.optimizer != "muon" or args.muon_lr <= 0):
+        p.error("--muon-lr sets Muon's peak learning rate: it needs --optimizer muon and a positive value, e.g. 1e-2")
+    for name, value in RECIPES[args.optimizer].items():  # the optimizer's tuned values, where no flag set them
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     check_distributed_args(p, args)
     for name in ("batch_size", "accumulation_steps", "eval_every", "eval_windows", "save_every"):
         if getattr(args, name) < 1:
@@ -474,7 +511,8 @@ class Run:
     def new_optimizer(self):
         """A fresh optimizer for the model: no decay on biases and norms; Muon on request."""
         a = self.args
-        return make_optimizer(self.model, a.optimizer, lr=a.lr, weight_decay=a.weight_decay, device=self.device)
+        return make_optimizer(self.model, a.optimizer, lr=a.lr, weight_decay=a.weight_decay, device=self.device,
+                              muon_lr=a.muon_lr)
 
     def _check_same_run(self, saved_args: dict) -> None:
         """Resuming with other data or model settings would silently train something else: refuse."""
@@ -526,8 +564,8 @@ class Run:
     def calibrate_steps(self) -> None:
         """With a time budget: time a few steps (not kept), then fix the step count for the whole run.
 
-        The estimate is checked again at the end of warmup (`refit_steps`), on the real steps, before
-        the cosine decay has started: a few probe steps can misjudge the pace of a long run.
+        The estimate is checked again after warmup, at step 200 or later (`refit_steps`), on the real
+        steps, while the cosine decay has barely begun: a few probe steps can misjudge a long run's pace.
         """
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         rng = torch.get_rng_state()
@@ -544,7 +582,8 @@ class Run:
         self.step, self.tokens_seen = 0, 0
         # Each rank timed its own steps: all follow rank 0's count.
         self.total_steps = distributed.broadcast_int(self.steps_in_budget(seconds_per_step), self.device)
-        self.refit_at = min(max(self.args.warmup_steps, 20), self.total_steps // 2)
+        # Late enough that the first, slower steps weigh little; early enough that the decay has barely begun.
+        self.refit_at = min(max(self.args.warmup_steps, 200), self.total_steps // 2)
         log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.args.minutes:g} min")
 
     def steps_in_budget(self, seconds_per_step: float) -> int:
@@ -588,7 +627,8 @@ class Run:
         log(f"model: {self.num_params / 1e6:.2f}M parameters, {self.cfg['n_layers']} layers, "
             f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}; device {self.device}, "
             f"{self.precision}; {self.total_steps:,} steps of {a.batch_size * a.accumulation_steps} x "
-            f"{self.cfg['context_length']} tokens, {a.optimizer}, peak lr {a.lr:g}")
+            f"{self.cfg['context_length']} tokens, {a.optimizer}, peak lr {a.lr:g}"
+            + (f" (Muon's matrices {a.muon_lr:g})" if a.muon_lr is not None else ""))
         if self.strategy:
             log(f"{self.strategy} across {self.world_size} processes: each draws its own batches, so a step sees "
                 f"{self.world_size} x {a.batch_size * a.accumulation_steps} = "
@@ -596,7 +636,7 @@ class Run:
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=a.no_progress or not self.is_main,
                    dynamic_ncols=True)
-        flops = flops_per_token(self.cfg, self.num_params)
+        flops = flops_per_token(self.cfg)
         try:
             while self.step < self.total_steps:
                 started = time.perf_counter()
@@ -650,7 +690,7 @@ class Run:
         summary = {"step": self.step, "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
                    "val_bits_per_byte": bits_per_byte(nll, num_bytes), "val_tokens": tokens, "val_bytes": num_bytes,
                    "tokens_per_s": tokens_per_s, "train_seconds": self.train_seconds,
-                   "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg, self.num_params),
+                   "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg),
                    "wall_seconds": time.perf_counter() - self.started, "parameters": self.num_params,
                    "config": self.cfg, "args": vars(self.args)}
         sample = self.sample(120)

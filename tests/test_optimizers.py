@@ -89,3 +89,40 @@ def test_an_unknown_optimizer_is_named():
         make_optimizer(GPTModel(CFG), "sgd", lr=1e-3, weight_decay=0.0, device=CPU)
     with pytest.raises(TypeError, match="expects a GPTModel"):
         MuonWithAdamW(torch.nn.Linear(3, 3), lr=1e-3, weight_decay=0.0)
+
+
+def test_muon_lr_moves_only_the_blocks_matrices():
+    """lr 1e-2 with muon_lr 3e-2: the matrices move as under lr 3e-2, everything else as under lr 1e-2.
+
+    The schedule's rate reaches Muon times its lr_scale (here 3), through `train_step`.
+    """
+    from shared.pretraining import train_step
+
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, CFG["vocab_size"], (4, CFG["context_length"] + 1), generator=generator)
+    batch = [(ids[:, :-1], ids[:, 1:])]
+    runs = {}
+    for name, lr, muon_lr in (("split", 1e-2, 3e-2), ("low", 1e-2, None), ("high", 3e-2, None)):
+        torch.manual_seed(0)
+        model = GPTModel(CFG)
+        optimizer = make_optimizer(model, "muon", lr=lr, weight_decay=0.1, device=CPU, muon_lr=muon_lr)
+        train_step(model, batch, optimizer, CPU, lr=lr)  # one step: all three start from the same gradient
+        runs[name] = (model, optimizer)
+    split, low, high = (runs[k][0] for k in ("split", "low", "high"))
+    assert [g["lr"] for g in runs["split"][1].muon.param_groups] == [pytest.approx(3e-2)]
+    assert [g["lr"] for g in runs["split"][1].adamw.param_groups] == [1e-2, 1e-2]
+    muon_ids = {id(p) for g in runs["split"][1].muon.param_groups for p in g["params"]}
+    for (name, p), q_low, q_high in zip(split.named_parameters(), low.parameters(), high.parameters()):
+        expected = q_high if id(p) in muon_ids else q_low
+        torch.testing.assert_close(p, expected, rtol=1e-6, atol=1e-7, msg=name)
+    assert not torch.equal(low.trf_blocks[0].ff.layers[0].weight, high.trf_blocks[0].ff.layers[0].weight)
+
+
+def test_resuming_keeps_this_runs_muon_lr(tmp_path):
+    model, optimizer = make()
+    path = save_checkpoint(tmp_path / "ckpt.safetensors", model, optimizer, step=0, config=CFG)
+    resumed = MuonWithAdamW(model, lr=1e-2, weight_decay=0.1, muon_lr=2e-2)
+    load_checkpoint(path, model, resumed)
+    assert [g["lr_scale"] for g in resumed.muon.param_groups] == [2.0]
+    with pytest.raises(ValueError, match="muon_lr must be positive"):
+        MuonWithAdamW(model, lr=1e-2, weight_decay=0.1, muon_lr=0.0)

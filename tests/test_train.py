@@ -197,3 +197,47 @@ def test_the_command_trains_on_a_token_file_holding_out_whole_documents(tmp_path
     mixed = run("-m", "shared.train", "--data", str(tmp_path / "emma.bin"), str(tmp_path), *tiny, "--max-steps", "1",
                 "--out", str(tmp_path / "mixed"), check=False)
     assert mixed.returncode != 0 and "Pass the token file alone" in mixed.stderr
+
+
+def test_flops_per_token_matches_a_count_of_the_models_matrix_products():
+    """MFU's numerator: PyTorch's FLOP counter over one forward and backward pass agrees with the formula.
+
+    With the book's explicit attention the counter sees every matrix product (the blocks, the output
+    head, attention's scores and weighted sums over the whole causal square) and no embedding lookup.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from shared.train import flops_per_token
+
+    cfg = {"vocab_size": 500, "context_length": 64, "emb_dim": 48, "n_heads": 4, "n_layers": 3, "drop_rate": 0.0,
+           "qkv_bias": True, "use_sdpa": False}
+    model = GPTModel(cfg)
+    ids = torch.randint(0, cfg["vocab_size"], (2, cfg["context_length"]))
+    with FlopCounterMode(display=False) as counter:
+        model(ids).sum().backward()
+    assert flops_per_token(cfg) == counter.get_total_flops() / ids.numel()
+    # counting the embedding tables as if they multiplied, as 6 x all parameters does, overstates it by a fifth
+    all_parameters = sum(p.numel() for p in model.parameters())
+    attention = 12 * cfg["n_layers"] * cfg["context_length"] * cfg["emb_dim"]
+    assert (6 * all_parameters + attention) / flops_per_token(cfg) > 1.2
+
+
+def test_each_optimizer_gets_its_own_tuned_defaults_and_flags_win():
+    from shared.train import RECIPES, parse_args
+
+    muon, adamw = parse_args([]), parse_args(["--optimizer", "adamw"])
+    assert muon.optimizer == "muon"
+    assert (muon.lr, muon.muon_lr, muon.weight_decay, muon.warmup_steps) == (2e-3, 1e-2, 0.3, 50)
+    assert (adamw.lr, adamw.muon_lr, adamw.weight_decay, adamw.warmup_steps) == (3e-3, None, 0.1, 100)
+    assert set(RECIPES) == {"muon", "adamw"}
+    mine = parse_args(["--lr", "1e-3", "--muon-lr", "4e-3", "--weight-decay", "0", "--warmup-steps", "7"])
+    assert (mine.lr, mine.muon_lr, mine.weight_decay, mine.warmup_steps) == (1e-3, 4e-3, 0.0, 7)
+
+
+@pytest.mark.parametrize("argv", [["--optimizer", "adamw", "--muon-lr", "1e-2"], ["--muon-lr", "-1"]])
+def test_a_muon_lr_without_muon_or_below_zero_is_refused(argv, capsys):
+    from shared.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "--muon-lr sets Muon's peak learning rate: it needs --optimizer muon" in capsys.readouterr().err
