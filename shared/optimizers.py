@@ -56,7 +56,8 @@ class MuonWithAdamW:
 
     @property
     def param_groups(self) -> list[dict]:
-        return self.muon.param_groups + self.adamw.param_groups
+        # AdamW's first: their "lr" is the schedule's own, which code reading param_groups[0] expects.
+        return self.adamw.param_groups + self.muon.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.muon.zero_grad(set_to_none=set_to_none)

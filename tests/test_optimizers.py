@@ -111,6 +111,7 @@ def test_muon_lr_moves_only_the_blocks_matrices():
     split, low, high = (runs[k][0] for k in ("split", "low", "high"))
     assert [g["lr"] for g in runs["split"][1].muon.param_groups] == [pytest.approx(3e-2)]
     assert [g["lr"] for g in runs["split"][1].adamw.param_groups] == [1e-2, 1e-2]
+    assert runs["split"][1].param_groups[0]["lr"] == 1e-2  # the first group carries the schedule's rate, unscaled
     muon_ids = {id(p) for g in runs["split"][1].muon.param_groups for p in g["params"]}
     for (name, p), q_low, q_high in zip(split.named_parameters(), low.parameters(), high.parameters()):
         expected = q_high if id(p) in muon_ids else q_low
