@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 		exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install --no-compile -r requirements.txt -e .  # no .pyc up front: about a minute saved
+	$(BIN)/python -m pip install -r requirements.txt -e .
 	touch $@
 
 install: $(VENV)/.installed
