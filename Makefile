@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark notebooks clean train chat
+.PHONY: install lab test lint benchmark notebooks clean train chat sync
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -38,6 +38,11 @@ benchmark: install
 
 clean:
 	rm -rf $(VENV) *.egg-info
+
+# Copy the finished components of shared/ into the notebook cells that show them
+# (`make sync ARGS=--check` changes nothing and lists the cells that differ).
+sync: install
+	$(BIN)/python tools/sync_notebooks.py $(ARGS)
 
 # Re-run every notebook top to bottom and store its outputs (do this before committing a notebook).
 notebooks: install

@@ -41,7 +41,7 @@ from typing import Literal, TypeVar
 import regex
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from shared.data import load_corpus
+from shared.corpus import load_corpus
 from shared.tokenization import (
     GPT2_EOT_ID,
     GPT2_RANKS_PATH,

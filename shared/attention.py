@@ -14,6 +14,11 @@ import torch.nn.functional as F
 
 
 class SelfAttention_v1(nn.Module):
+    """Self-attention with trainable query, key and value matrices (`nn.Parameter`), for one sequence.
+
+    Defined in section 3.4.2 of the book.
+    """
+
     def __init__(self, d_in, d_out):
         super().__init__()
         self.W_query = nn.Parameter(torch.rand(d_in, d_out))
@@ -31,6 +36,11 @@ class SelfAttention_v1(nn.Module):
 
 
 class SelfAttention_v2(nn.Module):
+    """`SelfAttention_v1` with `nn.Linear` projections, which start from better initial weights.
+
+    Defined in section 3.4.2 of the book.
+    """
+
     def __init__(self, d_in, d_out, qkv_bias=False):
         super().__init__()
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -48,6 +58,11 @@ class SelfAttention_v2(nn.Module):
 
 
 class CausalAttention(nn.Module):
+    """Single-head self-attention over a batch, with a causal mask and dropout on the attention weights.
+
+    Defined in section 3.5.3 of the book.
+    """
+
     def __init__(self, d_in, d_out, context_length, dropout, qkv_bias=False):
         super().__init__()
         self.d_out = d_out
@@ -75,6 +90,11 @@ class CausalAttention(nn.Module):
 
 
 class MultiHeadAttentionWrapper(nn.Module):
+    """Multi-head attention as `num_heads` separate `CausalAttention` heads, their outputs concatenated.
+
+    Defined in section 3.6.1 of the book.
+    """
+
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
         super().__init__()
         self.heads = nn.ModuleList(
@@ -90,6 +110,8 @@ class KVCache:
 
     Generation then feeds the model only the new token: each block appends its key and value here
     and attends over everything stored. Buffers are allocated once, for `max_length` tokens.
+
+    Beyond the book.
     """
 
     def __init__(self, n_layers: int, max_length: int):
@@ -125,6 +147,8 @@ class MultiHeadAttention(nn.Module):
 
     `use_sdpa=True` computes the same thing with PyTorch's fused `scaled_dot_product_attention`;
     `kv_cache` (with this block's `layer` index) lets generation attend over earlier tokens' keys.
+
+    Defined in section 3.6.2 of the book; `use_sdpa` and `kv_cache` are beyond it.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, use_sdpa=False):

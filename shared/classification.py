@@ -27,7 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from shared.data import NOVELS, load_novel
+from shared.corpus import NOVELS, load_novel
+from shared.tokenization import vocab_size_of
 from shared.weights import DEFAULT_CACHE_DIR, _fetch, sha256_of
 
 # -- 6.2 the dataset: passages of the shipped novels -----------------------------------------------------
@@ -119,21 +120,13 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float,
 # -- 6.3 data loaders: every text padded to the same length ----------------------------------------------
 
 
-def _vocab_size(tokenizer) -> int | None:
-    """The number of token ids of a BPETokenizer or a tiktoken encoding (None if it does not say)."""
-    for name in ("n_vocab", "vocab_size"):
-        if isinstance(getattr(tokenizer, name, None), int):
-            return getattr(tokenizer, name)
-    return None
-
-
 def _pad_id(tokenizer, pad_token_id: int | None) -> int:
     """`pad_token_id`, or by default the tokenizer's `<|endoftext|>` id; checked against the vocabulary."""
     if pad_token_id is None:
         pad_token_id = getattr(tokenizer, "eot_token", None)
         if pad_token_id is None:
             raise ValueError("the tokenizer has no <|endoftext|> token to pad with: pass pad_token_id=... explicitly.")
-    vocab_size = _vocab_size(tokenizer)
+    vocab_size = vocab_size_of(tokenizer)
     if vocab_size is not None and not 0 <= pad_token_id < vocab_size:
         raise ValueError(f"pad_token_id={pad_token_id} is not one of the tokenizer's {vocab_size} ids. "
                          "Leave it out to pad with the tokenizer's <|endoftext|> id.")

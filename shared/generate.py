@@ -1,93 +1,21 @@
-"""Talk to a model you trained: `python -m shared.generate runs/austen/checkpoint.safetensors`.
-
-With `--prompt`, prints one continuation and exits; without it, asks for prompts in a loop (an empty
-line or Ctrl-D ends). Decoding options are chapter 5's: temperature, top-k, top-p, a length limit,
-and stopping at <|endoftext|>.
+"""Deprecated name of the chat command: `python -m shared.generate CHECKPOINT` still works, but the command is
+now `python -m shared.chat CHECKPOINT` (this module held no `generate` function, while three other things
+are called generate). Import `continue_text` from `shared.chat` and `load_trained_model` from
+`shared.pretrained`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+import warnings
 
-import torch
+from shared.chat import continue_text, main, parse_args  # noqa: F401
+from shared.pretrained import load_trained_model  # noqa: F401
 
-from shared.checkpoint import load_checkpoint, read_checkpoint
-from shared.pretraining import generate, text_to_token_ids, token_ids_to_text
-from shared.train import pick_device, tokenizer_from_json
-from shared.transformer import GPTModel
-
-
-def load_trained_model(path: str, device: str | torch.device = "cpu"):
-    """The model and tokenizer saved by `python -m shared.train`, in eval mode on `device`."""
-    import json
-
-    _, metadata = read_checkpoint(path)
-    extra = json.loads(metadata["extra"])
-    if "tokenizer" not in extra:
-        raise ValueError(f"{path} holds no tokenizer: it was not written by `python -m shared.train`.")
-    tokenizer = tokenizer_from_json(extra["tokenizer"])
-    checkpoint_config = json.loads(metadata["config"])
-    model = GPTModel(checkpoint_config)
-    load_checkpoint(path, model)
-    return model.to(device).eval(), tokenizer
-
-
-def continue_text(model, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None,
-                  top_p: float | None, device) -> str:
-    """The prompt's continuation (without the prompt), stopping early at <|endoftext|>."""
-    idx = text_to_token_ids(prompt, tokenizer).to(device)
-    if idx.shape[1] == 0:
-        raise ValueError("the prompt is empty: type some text to continue.")
-    context = model.cfg["context_length"]
-    out = generate(model, idx[:, -context:], max_new_tokens, context, temperature=temperature, top_k=top_k,
-                   top_p=top_p, eos_id=tokenizer.eot_token)
-    return token_ids_to_text(out[:, min(idx.shape[1], context):], tokenizer)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m shared.generate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint written by python -m shared.train")
-    p.add_argument("--prompt", help="continue this text once and exit (default: ask in a loop)")
-    p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (always the most likely token)")
-    p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=0.95, help="sample within this probability mass (1 = all)")
-    p.add_argument("--seed", type=int, help="for repeatable samples")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        device = pick_device(args.device)
-        model, tokenizer = load_trained_model(args.checkpoint, device)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    options = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k or None, top_p=args.top_p if args.top_p < 1 else None, device=device)
-    try:
-        if args.prompt is not None:
-            print(args.prompt + continue_text(model, tokenizer, args.prompt, **options))
-            return
-        print("Type the start of a text; the model continues it. An empty line or Ctrl-D quits.")
-        while True:
-            try:
-                prompt = input("\n> ")
-            except EOFError:
-                break
-            if not prompt.strip():
-                break
-            print(prompt + continue_text(model, tokenizer, prompt, **options))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
+NOTE = "shared.generate is now shared.chat (python -m shared.chat CHECKPOINT); the old name will go."
 
 if __name__ == "__main__":
+    print(f"note: {NOTE}", file=sys.stderr)
     main()
+else:
+    warnings.warn(NOTE, DeprecationWarning, stacklevel=2)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from shared.data import DATA_DIR, read_shipped_file
+from shared.corpus import DATA_DIR, read_shipped_file
 from shared.pretraining import generate
 from shared.weights import _fetch
 

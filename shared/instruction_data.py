@@ -18,7 +18,7 @@ import random
 import re
 from pathlib import Path
 
-from shared.data import NOVEL_TITLES, NOVELS, load_novel
+from shared.corpus import NOVEL_TITLES, NOVELS, load_novel
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "instructions" / "austen-instructions.json"
 SEED = 123

@@ -25,6 +25,8 @@ class LoRALayer(nn.Module):
 
     A is initialised like an `nn.Linear` weight (Kaiming-uniform), B with zeros, so the update is
     zero until B has been trained.
+
+    Defined in section E.4 of the book (appendix E), which scales by `alpha`; `delta_weight` is beyond it.
     """
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
@@ -49,7 +51,10 @@ class LoRALayer(nn.Module):
 
 
 class LinearWithLoRA(nn.Module):
-    """An `nn.Linear` layer plus a `LoRALayer` beside it: linear(x) + lora(x)."""
+    """An `nn.Linear` layer plus a `LoRALayer` beside it: linear(x) + lora(x).
+
+    Defined in section E.4 of the book (appendix E).
+    """
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
@@ -68,6 +73,8 @@ def replace_linear_with_lora(model: nn.Module, rank: int, alpha: float) -> None:
 
     Freeze the model's own parameters first (`requires_grad = False`): the new A and B matrices are
     created trainable, so afterwards only they train.
+
+    Defined in section E.4 of the book (appendix E).
     """
     for name, module in model.named_children():
         if isinstance(module, LinearWithLoRA):
@@ -86,6 +93,8 @@ def merge_lora(model: nn.Module) -> None:
 
     In place. The merged model computes the same outputs (up to float rounding) with no extra
     matrix products, and has the parameters, and the state-dict keys, of the model before LoRA.
+
+    Beyond the book.
     """
     for name, module in model.named_children():
         if isinstance(module, LinearWithLoRA):
@@ -97,5 +106,8 @@ def merge_lora(model: nn.Module) -> None:
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """The number of parameters of `model`, or of those that will train (`requires_grad`) only."""
+    """The number of parameters of `model`, or of those that will train (`requires_grad`) only.
+
+    Beyond the book (which sums `p.numel()` inline).
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

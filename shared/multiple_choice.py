@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.data import DATA_DIR, NOVEL_TITLES, NOVELS, load_novel
+from shared.corpus import DATA_DIR, NOVEL_TITLES, NOVELS, load_novel
 
 AUSTEN_MC = "multiple_choice/austen-mc.jsonl"  # under shared/data/
 AUSTEN_MC_PATH = DATA_DIR / AUSTEN_MC

@@ -1,22 +1,39 @@
-"""The small GPT the project ships, pretrained on five Austen novels: where chapters 6, 7 and appendix E start.
+"""Models trained by `python -m shared.train`, loaded back: any run's checkpoint, or the small GPT the project ships.
 
-No pretrained GPT-2 weights can be had offline, so the finetuning chapters begin from a model that
+`load_trained_model(path)` rebuilds the model and its tokenizer from one checkpoint file. The shipped
+model, pretrained on five Austen novels, is where chapters 6, 7 and appendix E start: no pretrained
+GPT-2 weights can be had offline, so the finetuning chapters begin from a model that
 `python -m shared.train` made; `shared/data/models/README.md` gives the exact command, the seed and
 how well it does. Readers who are online can start from real GPT-2 weights instead (chapter 5).
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from shared.data import DATA_DIR, read_shipped_file
-from shared.generate import load_trained_model
+from shared.checkpoint import load_checkpoint
+from shared.corpus import DATA_DIR, read_shipped_file
+from shared.tokenization import Tokenizer, tokenizer_from_description
+from shared.transformer import GPTModel
 
 AUSTEN_GPT = "models/austen-gpt.safetensors"  # under shared/data/, with its sha256 in SHA256SUMS
 AUSTEN_GPT_PATH = DATA_DIR / AUSTEN_GPT
 
 
-def load_austen_gpt(device: str | torch.device = "cpu"):
+def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GPTModel, Tokenizer]:
+    """The model and tokenizer saved by `python -m shared.train` (or `train()`), in eval mode on `device`."""
+    checkpoint = load_checkpoint(path)  # reads the config and the extra data; the weights come next
+    if "tokenizer" not in checkpoint.extra:
+        raise ValueError(f"{path} holds no tokenizer: it was not written by `python -m shared.train`.")
+    tokenizer = tokenizer_from_description(checkpoint.extra["tokenizer"], source=f"the tokenizer in {path}")
+    model = GPTModel(checkpoint.config)
+    load_checkpoint(path, model)
+    return model.to(device).eval(), tokenizer
+
+
+def load_austen_gpt(device: str | torch.device = "cpu") -> tuple[GPTModel, Tokenizer]:
     """The shipped Austen GPT and its tokenizer, in eval mode on `device`: `model, tokenizer = load_austen_gpt()`."""
     if not AUSTEN_GPT_PATH.is_file():
         raise FileNotFoundError(
@@ -24,4 +41,4 @@ def load_austen_gpt(device: str | torch.device = "cpu"):
             "`git checkout -- shared/data/models`, or make it again with the command in shared/data/models/README.md."
         )
     read_shipped_file(AUSTEN_GPT)  # refuses a corrupt or edited file, naming it
-    return load_trained_model(str(AUSTEN_GPT_PATH), device)
+    return load_trained_model(AUSTEN_GPT_PATH, device)

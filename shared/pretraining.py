@@ -18,21 +18,25 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from shared.attention import KVCache
-from shared.fast_linear import fast_cpu_linear
-from shared.transformer import generate_text_simple
+from shared.transformer import decode_with_kv_cache, generate_text_simple
 
 # -- 5.1 text <-> token ids --------------------------------------------------------------------------
 
 
 def text_to_token_ids(text: str, tokenizer) -> torch.Tensor:
-    """Encode `text` as a batch of one sequence, shape (1, num_tokens)."""
+    """Encode `text` as a batch of one sequence, shape (1, num_tokens).
+
+    Defined in section 5.1.1 of the book.
+    """
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)  # add the batch dimension
 
 
 def token_ids_to_text(token_ids: torch.Tensor, tokenizer) -> str:
-    """Decode a (1, num_tokens) batch, or a flat sequence of ids, back to text."""
+    """Decode a (1, num_tokens) batch, or a flat sequence of ids, back to text.
+
+    Defined in section 5.1.1 of the book.
+    """
     flat = token_ids.squeeze(0)  # remove the batch dimension
     return tokenizer.decode(flat.tolist())
 
@@ -41,7 +45,10 @@ def token_ids_to_text(token_ids: torch.Tensor, tokenizer) -> str:
 
 
 def calc_loss_batch(input_batch, target_batch, model, device) -> torch.Tensor:
-    """Mean cross-entropy of the model's next-token predictions over every position of a batch."""
+    """Mean cross-entropy of the model's next-token predictions over every position of a batch.
+
+    Defined in section 5.1.3 of the book.
+    """
     input_batch, target_batch = input_batch.to(device), target_batch.to(device)
     logits = model(input_batch)  # (batch, num_tokens, vocab_size)
     return F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
@@ -51,6 +58,8 @@ def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
     """The average of the per-batch losses over the first `num_batches` batches (all by default).
 
     As in the book, every batch counts equally; `shared/evaluation.py` weighs by tokens instead.
+
+    Defined in section 5.1.3 of the book.
     """
     if len(data_loader) == 0:
         raise ValueError("the data loader has no batches: its text is shorter than one batch of windows. "
@@ -65,7 +74,10 @@ def calc_loss_loader(data_loader, model, device, num_batches=None) -> float:
 
 
 def evaluate_model(model, train_loader, val_loader, device, eval_iter) -> tuple[float, float]:
-    """Training and validation loss over `eval_iter` batches each, in eval mode (no dropout)."""
+    """Training and validation loss over `eval_iter` batches each, in eval mode (no dropout).
+
+    Defined in section 5.2 of the book.
+    """
     model.eval()
     with torch.no_grad():
         train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
@@ -75,7 +87,10 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter) -> tuple[
 
 
 def generate_and_print_sample(model, tokenizer, device, start_context, max_new_tokens=50) -> None:
-    """Print a greedy continuation of `start_context` on one line, to watch the model learn."""
+    """Print a greedy continuation of `start_context` on one line, to watch the model learn.
+
+    Defined in section 5.2 of the book.
+    """
     model.eval()
     context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer).to(device)
@@ -93,6 +108,8 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     """The book's loop: one optimizer step per batch, losses every `eval_freq` steps, a sample per epoch.
 
     Returns the training and validation losses and the number of tokens seen at each evaluation.
+
+    Defined in section 5.2 of the book.
     """
     train_losses, val_losses, track_tokens_seen = [], [], []
     tokens_seen, global_step = 0, -1
@@ -119,7 +136,10 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
 
 
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
-    """Training and validation loss against epochs, with tokens seen on a second x-axis; returns the figure."""
+    """Training and validation loss against epochs, with tokens seen on a second x-axis; returns the figure.
+
+    Defined in section 5.2 of the book.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -144,6 +164,8 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose probabilities reach `top_p`; -inf the rest.
 
     Equally likely tokens are taken in id order (a stable sort), so the kept set is always the same.
+
+    Beyond the book.
     """
     if top_p >= 1.0:
         return logits  # all of the mass: keep every token (a float sum may fall short of exactly 1)
@@ -165,7 +187,10 @@ def _check_decoding(temperature, top_k, top_p) -> None:
 
 
 def next_token_logits_to_id(logits, temperature=0.0, top_k=None, top_p=None) -> torch.Tensor:
-    """Pick the next token from the last position's logits (batch, vocab): greedy, or sampled."""
+    """Pick the next token from the last position's logits (batch, vocab): greedy, or sampled.
+
+    Beyond the book: one step of section 5.3.3's `generate` (top-k, temperature), as a function.
+    """
     if top_k is not None:
         top_logits, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
         min_val = top_logits[:, -1:]  # the k-th largest logit of each row
@@ -185,27 +210,26 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     temperature 0.0 picks the most likely token (greedy); above 0 it samples from the softmax of
     logits / temperature, restricted to the `top_k` most likely tokens and/or the `top_p` probability
     mass. Generation stops when every sequence has produced `eos_id` (which is not appended; a
-    sequence that finishes early is padded with it). As in `generate_text_cached`, a key-value cache
-    runs one new token per model call, giving the book's loop's results in a fraction of its time.
+    sequence that finishes early is padded with it). The loop is `generate_text_cached`'s (chapter 4):
+    a key-value cache runs one new token per model call, giving the book's loop's results in a
+    fraction of its time.
+
+    Defined in section 5.3.3 of the book; the cache, `top_p` and batches that finish early are beyond it.
     """
     _check_decoding(temperature, top_k, top_p)
-    finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)
-    kv_cache, next_input = None, idx
-    for _ in range(max_new_tokens):
-        if kv_cache is None or kv_cache.length + 1 > context_size:
-            kv_cache = KVCache(len(model.trf_blocks), context_size)
-            next_input = idx[:, -context_size:]  # (re)fill the cache with the visible context
-        with torch.no_grad(), fast_cpu_linear():
-            logits = model(next_input, kv_cache=kv_cache)[:, -1, :]
+    finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)  # produced eos_id yet?
+
+    def pick_next_token(logits):
+        nonlocal finished
         idx_next = next_token_logits_to_id(logits, temperature, top_k, top_p)
         if eos_id is not None:
             finished |= idx_next == eos_id
             if finished.all():
-                break  # every sequence is done
+                return None  # every sequence is done: stop
             idx_next = idx_next.masked_fill(finished, eos_id)
-        idx = torch.cat((idx, idx_next), dim=1)
-        next_input = idx_next
-    return idx
+        return idx_next
+
+    return decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token)
 
 
 # -- appendix D: warmup, cosine decay, clipping, and the loop that combines them -----------------------
@@ -217,6 +241,8 @@ def lr_at_step(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int
 
     Warmup climbs from `initial_lr` to `peak_lr` over `warmup_steps` steps; the cosine then falls from
     `peak_lr` to `min_lr` at the last step, `total_steps - 1`.
+
+    The schedule of appendix D's sections D.1 and D.2, which the book computes inside its loop.
     """
     if step < warmup_steps:
         return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
@@ -231,6 +257,8 @@ def resolve_precision(precision: str, device) -> str:
     On CPUs, bf16 autocast works but is usually slower than fp32 unless the CPU has bf16 matrix
     units (e.g. Intel AMX), so 'auto' keeps fp32 there; ask for 'bf16' explicitly to try it. fp16 is
     not offered: its narrow range needs a gradient scaler, which bf16 (fp32's range) does without.
+
+    Beyond the book.
     """
     device = torch.device(device)
     if precision == "auto":
@@ -247,7 +275,10 @@ def resolve_precision(precision: str, device) -> str:
 
 
 def autocast(device, precision: str):
-    """A context that runs the forward pass in bf16 where safe (matrix products), or does nothing for fp32."""
+    """A context that runs the forward pass in bf16 where safe (matrix products), or does nothing for fp32.
+
+    Beyond the book.
+    """
     device = torch.device(device)
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -262,6 +293,8 @@ def train_step(model, micro_batches, optimizer, device, *, lr=None, max_norm=Non
     give the gradient of one large batch. Sets the learning rate to `lr` if given (times a group's
     "lr_scale" where the optimizer gives one), clips the gradient norm to `max_norm` if given.
     Returns the mean loss and the norm before clipping (None when not clipping).
+
+    Beyond the book.
     """
     if lr is not None:
         for group in optimizer.param_groups:
@@ -300,6 +333,8 @@ def train_model(model, train_loader, val_loader, optimizer, device, n_epochs, ev
     The peak learning rate is the optimizer's. Beyond the book: `accumulation_steps` micro-batches
     per optimizer step, `precision='bf16'` autocast, and `progress=True` for a progress bar with the
     loss and tokens/s. Returns train losses, validation losses, tokens seen and the learning rates.
+
+    Defined in section D.4 of the book (appendix D).
     """
     with warnings.catch_warnings():  # without ipywidgets, Jupyter gets a text bar instead of a widget: fine
         warnings.filterwarnings("ignore", message="IProgress not found")

@@ -35,6 +35,20 @@ def non_embedding_parameters(cfg: dict) -> int:
     return layers * (attention + feed_forward + norms) + 2 * d  # + the final norm
 
 
+def flops_per_token(cfg: dict) -> float:
+    """Training FLOPs per token of a GPTModel: 6 per weight in a matrix product (forward + backward), plus attention.
+
+    The weights that multiply are each block's 12 * width**2 (query, key, value and output
+    projections, and the 4x-wide feed-forward) and the output head's vocabulary * width; the
+    embeddings are looked up, which costs no FLOPs. Attention's scores and weighted sums add
+    12 * layers * context * width (all of the causal square, which the kernels compute). The
+    numerator of MFU (model FLOPs utilisation); `training_compute` is Kaplan's cruder 6ND.
+    """
+    d, layers = cfg["emb_dim"], cfg["n_layers"]
+    multiplying = 12 * layers * d * d + cfg["vocab_size"] * d
+    return 6 * multiplying + 12 * layers * cfg["context_length"] * d
+
+
 def training_compute(parameters: float, tokens: float) -> float:
     """Training FLOPs, C ≈ 6ND: 2 per parameter per token for the forward pass, 4 for the backward pass."""
     if parameters <= 0 or tokens <= 0:

@@ -18,26 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from shared.tokenization import describe_tokenizer, tokenizer_from_description, vocab_size_of
+
 FORMAT = "llm-token-file"
 DTYPE = np.dtype("<u2")  # little-endian uint16: ids 0 to 65,535
 MAX_VOCAB_SIZE = 1 << 16
-
-
-def tokenizer_description(tokenizer) -> dict:
-    """What a reader needs to rebuild `tokenizer`: GPT-2's tiktoken encoding by name, a BPETokenizer as JSON."""
-    from shared.tokenization import BPETokenizer
-
-    if isinstance(tokenizer, BPETokenizer):
-        return {"name": "bpe", "vocab_size": tokenizer.vocab_size, "json": tokenizer.to_json()}
-    name = getattr(tokenizer, "name", type(tokenizer).__name__)
-    return {"name": name, "vocab_size": getattr(tokenizer, "n_vocab", None)}
-
-
-def _vocab_size(tokenizer) -> int:
-    for attribute in ("n_vocab", "vocab_size"):
-        if isinstance(getattr(tokenizer, attribute, None), int):
-            return getattr(tokenizer, attribute)
-    raise ValueError("the tokenizer does not say how many ids it has (no n_vocab or vocab_size).")
 
 
 class TokenFileWriter:
@@ -48,7 +33,9 @@ class TokenFileWriter:
     """
 
     def __init__(self, path: str | os.PathLike, tokenizer, chunk_tokens: int = 1 << 16):
-        vocab_size = _vocab_size(tokenizer)
+        vocab_size = vocab_size_of(tokenizer)
+        if vocab_size is None:
+            raise ValueError("the tokenizer does not say how many ids it has (no vocab_size or n_vocab).")
         if vocab_size > MAX_VOCAB_SIZE:
             raise ValueError(f"the tokenizer has {vocab_size:,} ids, but a uint16 token file holds ids up to "
                              f"{MAX_VOCAB_SIZE - 1:,}. Use a tokenizer with at most {MAX_VOCAB_SIZE:,} ids "
@@ -101,7 +88,7 @@ class TokenFileWriter:
         self._file.close()
         header = {"format": FORMAT, "version": 1, "dtype": "uint16", "byte_order": "little",
                   "num_tokens": self.num_tokens, "num_documents": self.num_documents, "eot_id": self.eot_id,
-                  "vocab_size": self.vocab_size, "tokenizer": tokenizer_description(self.tokenizer)}
+                  "vocab_size": self.vocab_size, "tokenizer": describe_tokenizer(self.tokenizer)}
         os.replace(self._tmp, self.path)
         sidecar = sidecar_path(self.path)
         tmp_sidecar = sidecar.with_name(f".{sidecar.name}.tmp")
@@ -131,15 +118,7 @@ class TokenFile:
 
     def load_tokenizer(self):
         """The tokenizer the file was written with (GPT-2's, or the BPETokenizer stored in the sidecar)."""
-        from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
-
-        description = self.header["tokenizer"]
-        if description["name"] == "bpe":
-            return BPETokenizer.from_json(description["json"], source=str(sidecar_path(self.path)))
-        if description["name"] == "gpt2":
-            return get_gpt2_tokenizer()
-        raise ValueError(f"{self.path} was written with the tokenizer {description['name']!r}, which cannot be "
-                         "rebuilt from the file: load that tokenizer yourself.")
+        return tokenizer_from_description(self.header["tokenizer"], source=str(sidecar_path(self.path)))
 
 
 def write_token_file(path: str | os.PathLike, documents: Iterable[str], tokenizer,
@@ -175,7 +154,12 @@ def open_token_file(path: str | os.PathLike) -> TokenFile:
     tokens = (np.memmap(path, dtype=DTYPE, mode="r", shape=(header["num_tokens"],)) if expected_bytes
               else np.zeros(0, dtype=DTYPE))  # an empty file cannot be memory-mapped
     return TokenFile(path, tokens, header["eot_id"], header["vocab_size"], header["num_documents"],
-                     header["tokenizer"]["name"], header)
+                     _tokenizer_kind(header["tokenizer"]), header)
+
+
+def _tokenizer_kind(description: dict) -> str:
+    """'bpe', 'gpt2', ...: sidecars written before the one tokenizer description called it "name"."""
+    return description.get("kind", description.get("name", "unknown"))
 
 
 def get_batch(tokens: np.ndarray, batch_size: int, context_length: int,
@@ -191,3 +175,38 @@ def get_batch(tokens: np.ndarray, batch_size: int, context_length: int,
     starts = torch.randint(0, len(tokens) - context_length, (batch_size,), generator=generator).tolist()
     windows = torch.from_numpy(np.stack([tokens[s : s + context_length + 1] for s in starts]).astype(np.int64))
     return windows[:, :-1], windows[:, 1:]
+
+
+def sample_batch(ids: np.ndarray | torch.Tensor, batch_size: int, context_length: int, seed: int, step: int,
+                 micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`get_batch` with windows that are a function of (seed, step, micro) alone.
+
+    No sampler state carries over between steps, so a resumed run draws exactly the batches the
+    uninterrupted run would have drawn. `ids` is a token file's memory map or a tensor of ids.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step * 1_009 + micro)
+    return get_batch(ids, batch_size, context_length, generator)
+
+
+def split_token_file(token_file: TokenFile, val_fraction: float) -> tuple[np.ndarray, torch.Tensor]:
+    """Training ids (still a memory map: nothing is read) and the held-out end, cut after an <|endoftext|>."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction {val_fraction} must be between 0 and 1, e.g. 0.1.")
+    tokens = token_file.tokens
+    cut = int(len(tokens) * (1 - val_fraction))
+    window = np.asarray(tokens[max(cut - 1_000_000, 0):cut])  # look back at most 1M tokens for a document end
+    ends = np.flatnonzero(window == token_file.eot_id)
+    if len(ends):
+        cut = max(cut - 1_000_000, 0) + int(ends[-1]) + 1
+    return tokens[:cut], torch.from_numpy(np.asarray(tokens[cut:]).astype(np.int64))
+
+
+def held_out_documents(val_ids: torch.Tensor, tokenizer, eot_id: int, name: str) -> list[tuple[str, str]]:
+    """The held-out ids as text documents (split at <|endoftext|>), for scoring in bits per byte."""
+    documents, start = [], 0
+    ids = val_ids.tolist()
+    for end in [i for i, t in enumerate(ids) if t == eot_id] + [len(ids)]:
+        if end > start:
+            documents.append((f"{name} (held-out document {len(documents) + 1})", tokenizer.decode(ids[start:end])))
+        start = end + 1
+    return [(n, t) for n, t in documents if t.strip()]

@@ -21,9 +21,10 @@ from functools import lru_cache
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import regex
+import tiktoken
 
 # ---------------------------------------------------------------------------------------------
 # Chapter 2.2-2.4: the book's simple tokenizers
@@ -33,19 +34,30 @@ SIMPLE_SPLIT_PATTERN = r'([,.:;?_!"()\']|--|\s)'
 
 
 def simple_split(text: str) -> list[str]:
-    """Split text into words and punctuation with the book's regex, dropping whitespace."""
+    """Split text into words and punctuation with the book's regex, dropping whitespace.
+
+    Defined in section 2.2 of the book.
+    """
     pieces = re.split(SIMPLE_SPLIT_PATTERN, text)
     return [piece.strip() for piece in pieces if piece.strip()]
 
 
 def build_vocab(text: str, special_tokens: Iterable[str] = ()) -> dict[str, int]:
-    """Map every distinct token of `text` (sorted) to an integer, special tokens last."""
+    """Map every distinct token of `text` (sorted) to an integer, special tokens last.
+
+    Defined in section 2.3 of the book; the special tokens come in section 2.4.
+    """
     all_tokens = sorted(set(simple_split(text)))
     all_tokens.extend(token for token in special_tokens if token not in all_tokens)
     return {token: integer for integer, token in enumerate(all_tokens)}
 
 
 class SimpleTokenizerV1:
+    """The book's word tokenizer: text to the ids of a fixed vocabulary, and back.
+
+    Defined in section 2.3 of the book.
+    """
+
     def __init__(self, vocab):
         self.str_to_int = vocab
         self.int_to_str = {i: s for s, i in vocab.items()}
@@ -74,6 +86,11 @@ class SimpleTokenizerV1:
 
 
 class SimpleTokenizerV2(SimpleTokenizerV1):
+    """`SimpleTokenizerV1` that encodes a word missing from the vocabulary as `<|unk|>`.
+
+    Defined in section 2.4 of the book.
+    """
+
     def __init__(self, vocab):
         if "<|unk|>" not in vocab:
             raise ValueError(
@@ -421,6 +438,10 @@ class BPETokenizer:
         }
         return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
 
+    def describe(self) -> dict:
+        """What checkpoints and token files store to rebuild this tokenizer (see `tokenizer_from_description`)."""
+        return {"kind": "bpe", "vocab_size": self.vocab_size, "json": self.to_json()}
+
     @classmethod
     def from_json(cls, text: str, source: str = "the JSON text") -> BPETokenizer:
         """Rebuild a tokenizer from `to_json`'s output; `source` names it in error messages."""
@@ -603,12 +624,26 @@ def load_tiktoken_ranks(path: str | os.PathLike, expected_sha256: str | None = N
     return ranks
 
 
-@lru_cache(maxsize=1)
-def get_gpt2_tokenizer():
-    """GPT-2's tokenizer as a tiktoken `Encoding`, from the shipped rank file: no network needed."""
-    import tiktoken
+class GPT2Encoding(tiktoken.Encoding):
+    """GPT-2's tiktoken encoding with the package's `Tokenizer` interface added (`vocab_size`, `describe`).
 
-    return tiktoken.Encoding(
+    It is a `tiktoken.Encoding`, so everything the book does with `tiktoken.get_encoding("gpt2")` works.
+    """
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (tiktoken calls it `n_vocab`): 50,257 for GPT-2."""
+        return self.n_vocab
+
+    def describe(self) -> dict:
+        """GPT-2's tokenizer is rebuilt by name from the shipped rank file."""
+        return {"kind": "gpt2", "vocab_size": self.n_vocab}
+
+
+@lru_cache(maxsize=1)
+def get_gpt2_tokenizer() -> GPT2Encoding:
+    """GPT-2's tokenizer as a tiktoken `Encoding`, from the shipped rank file: no network needed."""
+    return GPT2Encoding(
         name="gpt2",
         pat_str=GPT2_SPLIT_PATTERN,
         mergeable_ranks=load_tiktoken_ranks(GPT2_RANKS_PATH, GPT2_RANKS_SHA256),
@@ -621,3 +656,89 @@ def get_gpt2_bpe_tokenizer() -> BPETokenizer:
     """GPT-2's tokenizer as a from-scratch `BPETokenizer` (same ids as `get_gpt2_tokenizer()`)."""
     ranks = load_tiktoken_ranks(GPT2_RANKS_PATH, GPT2_RANKS_SHA256)
     return BPETokenizer.from_tiktoken_ranks(ranks, {"<|endoftext|>": GPT2_EOT_ID})
+
+
+# ---------------------------------------------------------------------------------------------
+# One interface for every tokenizer the package trains with, and one JSON description of it
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What training, checkpoints and token files ask of a tokenizer.
+
+    `BPETokenizer` and GPT-2's encoding (`get_gpt2_tokenizer()`) satisfy it. The book's
+    `SimpleTokenizerV1`/`V2` do not: they have no byte fallback, no `<|endoftext|>` by default and
+    nothing to save, so they stay the small teaching classes of chapter 2.
+    """
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids; every id is below it."""
+        ...
+
+    @property
+    def eot_token(self) -> int | None:
+        """The id of `<|endoftext|>` (None if the tokenizer has none)."""
+        ...
+
+    def encode(self, text: str, *, allowed_special: Literal["all"] | Collection[str] = ...) -> list[int]:
+        """Text to ids; special tokens only where `allowed_special` names them."""
+        ...
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Text to ids, with special-token text encoded as ordinary text."""
+        ...
+
+    def decode(self, tokens: list[int]) -> str:
+        """Ids to text."""
+        ...
+
+    def describe(self) -> dict:
+        """A JSON-able description from which `tokenizer_from_description` rebuilds the tokenizer."""
+        ...
+
+
+def vocab_size_of(tokenizer) -> int | None:
+    """How many ids `tokenizer` has: `vocab_size`, or tiktoken's `n_vocab` (a plain `tiktoken.get_encoding`);
+    None if it says neither."""
+    for name in ("vocab_size", "n_vocab"):
+        if isinstance(getattr(tokenizer, name, None), int):
+            return getattr(tokenizer, name)
+    return None
+
+
+def describe_tokenizer(tokenizer) -> dict:
+    """The JSON description that checkpoints and token files store (a plain tiktoken GPT-2 encoding is GPT-2's)."""
+    if hasattr(tokenizer, "describe"):
+        return tokenizer.describe()
+    if getattr(tokenizer, "name", None) == "gpt2" and vocab_size_of(tokenizer) == GPT2_EOT_ID + 1:
+        return {"kind": "gpt2", "vocab_size": GPT2_EOT_ID + 1}
+    raise ValueError(f"cannot describe a {type(tokenizer).__name__} so that it can be rebuilt: use a BPETokenizer "
+                     "or GPT-2's (get_gpt2_tokenizer()).")
+
+
+def tokenizer_from_description(description: dict, source: str = "the description") -> Tokenizer:
+    """Rebuild the tokenizer that `describe_tokenizer` described; `source` names it in error messages.
+
+    Also reads the two older forms: checkpoints' `{"kind": ...}` without a vocabulary size, and
+    token files' `{"name": ...}`.
+    """
+    kind = description.get("kind", description.get("name")) if isinstance(description, dict) else None
+    if kind == "bpe":
+        return BPETokenizer.from_json(description["json"], source=source)
+    if kind == "gpt2":
+        return get_gpt2_tokenizer()
+    raise ValueError(f"{source} describes a tokenizer that cannot be rebuilt ({kind or description!r}): "
+                     "only 'bpe' (a BPETokenizer stored as JSON) and 'gpt2' can. Load that tokenizer yourself.")
+
+
+def build_tokenizer(spec: str, train_text: str) -> Tokenizer:
+    """GPT-2's tokenizer (`spec` "gpt2"), or a byte-level BPE with `int(spec)` ids learned from `train_text`."""
+    if spec == "gpt2":
+        return get_gpt2_tokenizer()
+    try:
+        vocab_size = int(spec)
+    except ValueError:
+        raise ValueError(f"tokenizer {spec!r}: use 'gpt2' or a vocabulary size such as 4096.") from None
+    return BPETokenizer.train(train_text, vocab_size, special_tokens=["<|endoftext|>"])

@@ -11,7 +11,7 @@ import random
 import textwrap
 from dataclasses import dataclass
 
-from shared.data import NOVELS, load_novel
+from shared.corpus import NOVELS, load_novel
 from shared.text_cleaning import normalize_text
 
 

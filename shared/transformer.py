@@ -4,10 +4,13 @@ The names and attributes are the book's (`tok_emb`, `trf_blocks`, `att`, `ff`, `
 so GPT-2's weights map onto them (see `shared/weights.py`). Beyond the book: the config is checked
 with clear errors, attention runs PyTorch's fused kernel by default (`use_sdpa`), and
 `generate_text_cached` generates with a key-value cache, giving exactly `generate_text_simple`'s tokens
-(and, on a CPU, runs its linear layers on oneDNN's faster kernel: `shared/fast_linear.py`).
+(and, on a CPU, runs its linear layers on oneDNN's faster kernel: `shared/fast_linear.py`); its loop,
+`decode_with_kv_cache`, also runs chapter 5's `generate` (`shared/pretraining.py`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -47,7 +50,10 @@ CONFIG_TYPES = {
 
 
 def check_config(cfg: dict) -> None:
-    """Raise a clear error if `cfg` lacks one of GPTModel's keys or has a value of the wrong type."""
+    """Raise a clear error if `cfg` lacks one of GPTModel's keys or has a value of the wrong type.
+
+    Beyond the book.
+    """
     if not isinstance(cfg, dict):
         raise TypeError(f"the config must be a dict like GPT_CONFIG_124M, not {type(cfg).__name__}.")
     missing = [key for key in CONFIG_TYPES if key not in cfg]
@@ -76,6 +82,8 @@ class LayerNorm(nn.Module):
 
     F.layer_norm computes exactly this formula in one fused kernel: faster than the five steps
     written out, and it keeps fewer intermediate tensors in memory for the backward pass.
+
+    Defined in section 4.2 of the book.
     """
 
     def __init__(self, emb_dim):
@@ -90,13 +98,21 @@ class LayerNorm(nn.Module):
 
 class GELU(nn.Module):
     """GELU with the tanh approximation GPT-2 was trained with:
-    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), computed by one fused kernel."""
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), computed by one fused kernel.
+
+    Defined in section 4.3 of the book.
+    """
 
     def forward(self, x):
         return F.gelu(x, approximate="tanh")
 
 
 class FeedForward(nn.Module):
+    """The feed-forward network of each transformer block: Linear(d, 4d), GELU, Linear(4d, d).
+
+    Defined in section 4.3 of the book.
+    """
+
     def __init__(self, cfg):
         super().__init__()
         self.layers = nn.Sequential(
@@ -110,6 +126,11 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
+    """Layer norm, multi-head attention, then layer norm, feed-forward, each with a shortcut connection.
+
+    Defined in section 4.5 of the book; the `kv_cache` and `layer` arguments are beyond it.
+    """
+
     def __init__(self, cfg):
         super().__init__()
         self.att = MultiHeadAttention(
@@ -144,6 +165,11 @@ class TransformerBlock(nn.Module):
 
 
 class GPTModel(nn.Module):
+    """GPT-2's architecture: token and position embeddings, `n_layers` transformer blocks, the output head.
+
+    Defined in section 4.6 of the book; the `kv_cache` argument is beyond it.
+    """
+
     def __init__(self, cfg):
         super().__init__()
         check_config(cfg)
@@ -180,6 +206,10 @@ class GPTModel(nn.Module):
 
 
 def generate_text_simple(model, idx, max_new_tokens, context_size):
+    """Greedy generation: append the most likely next token, `max_new_tokens` times.
+
+    Defined in section 4.7 of the book.
+    """
     # idx is (batch, n_tokens) array of indices in the current context
     for _ in range(max_new_tokens):
         # Crop current context if it exceeds the supported context size
@@ -207,13 +237,13 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-def generate_text_cached(model, idx, max_new_tokens, context_size):
-    """Greedy generation like `generate_text_simple`, with a key-value cache: the same tokens, but
-    after the prompt each step runs the model on one new token instead of the whole context.
+def decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token):
+    """The decoding loop of `generate_text_cached` and of chapter 5's `generate`, with a key-value cache.
 
-    Positions are absolute, so once the text outgrows `context_size` the cached keys sit at the
-    wrong positions; the cache is then rebuilt from the last `context_size` tokens each step, exactly
-    as `generate_text_simple` crops its input.
+    `pick_next_token(logits)` turns the last position's logits (batch, vocab_size) into the next
+    token ids (batch, 1), or returns None to stop early.
+
+    Beyond the book.
     """
     kv_cache, next_input = None, idx
     for _ in range(max_new_tokens):
@@ -222,7 +252,47 @@ def generate_text_cached(model, idx, max_new_tokens, context_size):
             next_input = idx[:, -context_size:]  # (re)fill the cache with the whole visible context
         with torch.no_grad(), fast_cpu_linear():  # oneDNN's faster one-token products on a CPU
             logits = model(next_input, kv_cache=kv_cache)
-        idx_next = torch.argmax(logits[:, -1, :], dim=-1, keepdim=True)
+        idx_next = pick_next_token(logits[:, -1, :])
+        if idx_next is None:
+            break
         idx = torch.cat((idx, idx_next), dim=1)
         next_input = idx_next  # from now on, only the newest token goes through the model
     return idx
+
+
+def generate_text_cached(model, idx, max_new_tokens, context_size):
+    """Greedy generation like `generate_text_simple`, with a key-value cache: the same tokens, but
+    after the prompt each step runs the model on one new token instead of the whole context.
+
+    Positions are absolute, so once the text outgrows `context_size` the cached keys sit at the
+    wrong positions; the cache is then rebuilt from the last `context_size` tokens each step, exactly
+    as `generate_text_simple` crops its input.
+
+    Beyond the book.
+    """
+
+    def greedy(logits):
+        return torch.argmax(logits, dim=-1, keepdim=True)  # the most likely token, as generate_text_simple picks
+
+    return decode_with_kv_cache(model, idx, max_new_tokens, context_size, greedy)
+
+
+def init_gpt2_style(model: GPTModel) -> None:
+    """GPT-2's initialisation, in place: weights ~ N(0, 0.02), biases 0, and the two projections that feed each
+    shortcut scaled by 1/sqrt(2 * n_layers), so the residual stream does not grow with depth.
+
+    Beyond the book (which keeps PyTorch's defaults, N(0, 1) embeddings: they train, but more slowly
+    at the learning rates the training command uses). GPT-2's paper, section 2.3, describes it.
+    """
+    std = 0.02
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+    residual_std = std / math.sqrt(2 * model.cfg["n_layers"])
+    for block in model.trf_blocks:
+        nn.init.normal_(block.att.out_proj.weight, mean=0.0, std=residual_std)
+        nn.init.normal_(block.ff.layers[2].weight, mean=0.0, std=residual_std)

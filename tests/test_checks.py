@@ -21,7 +21,8 @@ from shared.checks import (
     check_exercise_5_5,
     check_exercise_5_6,
 )
-from shared.data import create_dataloader_v1, load_novel
+from shared.corpus import load_novel
+from shared.dataloader import create_dataloader_v1
 from shared.pretraining import calc_loss_loader, train_model_simple
 from shared.tokenization import get_gpt2_tokenizer
 from shared.transformer import GPT_CONFIG_124M, GPTModel, TransformerBlock

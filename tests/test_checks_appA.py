@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from shared.checks import (
-    APPENDIX_A_PACKAGES,
     check_exercise_A_1,
     check_exercise_A_2,
     check_exercise_A_3,
     check_exercise_A_4,
 )
+from shared.checks.appA import APPENDIX_A_PACKAGES
 
 
 def test_untouched_exercises_say_so_and_pass(capsys) -> None:

@@ -15,7 +15,7 @@ from shared.checks import (
     check_exercise_E_2,
 )
 from shared.classification import ClassificationDataset, add_classification_head, calc_accuracy_loader
-from shared.data import load_novel
+from shared.corpus import load_novel
 from shared.lora import LinearWithLoRA, LoRALayer, replace_linear_with_lora
 from shared.tokenization import BPETokenizer
 from shared.transformer import GPTModel

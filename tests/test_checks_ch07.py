@@ -6,10 +6,9 @@ import functools
 import pytest
 import torch
 
-import shared.checks as checks
-import shared.pretrained
+import shared.checks.ch07 as checks
 from shared.checks import check_exercise_7_1, check_exercise_7_2, check_exercise_7_3, check_exercise_7_4
-from shared.data import load_novel
+from shared.corpus import load_novel
 from shared.instruction import custom_collate_fn, format_input
 from shared.instruction_data import clean_sentences
 from shared.lora import replace_linear_with_lora
@@ -120,12 +119,12 @@ TINY = {"vocab_size": 50257, "context_length": 128, "emb_dim": 16, "n_heads": 2,
 
 @pytest.fixture
 def tiny_pretrained(monkeypatch):
-    """load_austen_gpt, inside the check, returns a tiny seeded GPT (the same one each call) and GPT-2's tokenizer."""
+    """load_austen_gpt, as chapter 7's checks see it: a tiny seeded GPT (the same each call) and GPT-2's tokenizer."""
     def load():
         torch.manual_seed(0)
         return GPTModel(TINY).eval(), get_gpt2_tokenizer()
 
-    monkeypatch.setattr(shared.pretrained, "load_austen_gpt", load)
+    monkeypatch.setattr(checks, "load_austen_gpt", load)
     return load
 
 

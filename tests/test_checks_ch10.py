@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-import shared.checks as checks
+import shared.checks.ch10 as checks
 from shared.checks import check_exercise_10_1, check_exercise_10_2, check_exercise_10_3, check_exercise_10_4
 from shared.multiple_choice import format_mmlu_prompt
 

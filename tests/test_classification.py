@@ -28,7 +28,7 @@ from shared.classification import (
     random_split,
     train_classifier_simple,
 )
-from shared.data import load_novel
+from shared.corpus import load_novel
 from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
 from shared.transformer import GPTModel
 

@@ -5,16 +5,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import data
-from shared.data import (
-    NOVELS,
-    GPTDatasetV1,
-    create_dataloader_v1,
-    join_documents,
-    load_corpus,
-    load_novel,
-    pack_documents,
-)
+from shared import corpus as data
+from shared.corpus import NOVELS, load_corpus, load_novel
+from shared.dataloader import GPTDatasetV1, create_dataloader_v1, join_documents, pack_documents
 from shared.tokenization import get_gpt2_tokenizer
 
 

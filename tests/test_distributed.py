@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # when run as a worker script
     sys.path.insert(0, str(ROOT))
 
-from shared.data import load_novel  # noqa: E402
+from shared.corpus import load_novel  # noqa: E402
 from shared.optimizers import make_optimizer  # noqa: E402
 from shared.pretraining import train_step  # noqa: E402
 from shared.transformer import GPTModel  # noqa: E402
@@ -244,7 +244,8 @@ def test_the_training_command_across_processes_saves_resumes_and_loads_in_one_pr
         assert step == ref_step and train == pytest.approx(ref_train, abs=1e-4) and val == pytest.approx(ref_val,
                                                                                                        abs=1e-4)
     # The FSDP run's checkpoint holds whole tensors: a single process generates from it.
-    from shared.generate import continue_text, load_trained_model
+    from shared.chat import continue_text
+    from shared.pretrained import load_trained_model
 
     model, tokenizer = load_trained_model(str(tmp_path / "two" / "checkpoint.safetensors"))
     assert model.tok_emb.weight.shape[1] == 32 and not any(hasattr(p, "to_local") for p in model.parameters())

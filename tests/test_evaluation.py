@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from shared.data import GPTDatasetV1
+from shared.dataloader import GPTDatasetV1
 from shared.evaluation import (
     IGNORE_INDEX,
     TextScore,

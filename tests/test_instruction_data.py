@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from shared.data import NOVEL_TITLES
+from shared.corpus import NOVEL_TITLES
 from shared.instruction import load_instruction_data, split_data
 from shared.instruction_data import (
     CHARACTERS,

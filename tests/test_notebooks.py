@@ -4,19 +4,24 @@ nbval (`pytest --nbval chapters solutions`) re-runs every notebook and compares 
 tests add what nbval cannot see.
 """
 
-import ast
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted([*ROOT.glob("chapters/*/*.ipynb"), *ROOT.glob("solutions/*.ipynb")])
-# A cell that shows a finished component starts with a comment naming its module, e.g.
-# "# The finished version, kept in shared/tokenization.py (a test keeps the two identical)".
-SYNC_MARK = re.compile(r"^#.*\bshared/(\w+)\.py\b")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for tools/, which is not part of the installed package
+
+# The cell mark, the notebook list and the parsing of definitions are the sync tool's (`make sync`),
+# so the tool copies exactly what this test compares. A marked cell starts with a comment naming its
+# module, e.g. "# The finished version, kept in shared/tokenization.py (a test keeps the two identical)".
+from tools.sync_notebooks import SYNC_MARK, definitions, notebook_paths  # noqa: E402
+
+NOTEBOOKS = notebook_paths(ROOT)
 
 
 def load(path: Path) -> dict:
@@ -53,17 +58,6 @@ def test_uses_the_standard_python3_kernel(path):
     assert load(path)["metadata"].get("kernelspec", {}).get("name") == "python3"
 
 
-def definitions(source: str) -> dict[str, str]:
-    """Top-level functions and classes in `source`, by name, as their whole lines (comments too)."""
-    lines = source.splitlines()
-    found = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            found[node.name] = "\n".join(lines[first - 1 : node.end_lineno])
-    return found
-
-
 SYNCED = [
     (path, i, cell)
     for path in NOTEBOOKS
@@ -81,7 +75,8 @@ def test_notebook_component_is_identical_to_shared(path, index, cell):
     for name, source in cell_defs.items():
         assert name in module_defs, f"{name} is shown in the notebook but missing from shared/{module}.py"
         assert textwrap.dedent(source) == textwrap.dedent(module_defs[name]), (
-            f"{name} in the notebook differs from shared/{module}.py: copy one onto the other"
+            f"{name} in the notebook differs from shared/{module}.py: "
+            "run `make sync` to copy the module into the notebook"
         )
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from shared import pretraining
-from shared.data import GPTDatasetV1
+from shared.dataloader import GPTDatasetV1
 from shared.pretraining import (
     autocast,
     calc_loss_batch,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.data import NOVELS
+from shared.corpus import NOVELS
 from shared.text_cleaning import keyword_hits, normalize_text, quality_problems, quality_signals
 from shared.toy_crawl import PLANTED, make_raw_crawl, mess_up_unicode, novel_passages
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shared.data import join_documents
+from shared.dataloader import join_documents
 from shared.pretrained import load_austen_gpt
 from shared.token_file import TokenFileWriter, get_batch, open_token_file, write_token_file
 from shared.tokenization import get_gpt2_tokenizer

@@ -1,7 +1,8 @@
-"""The training command (`python -m shared.train`) and `python -m shared.generate`, run as a reader runs them.
+"""Training as a function (`train(TrainConfig(...))`), the training command (`python -m shared.train`) and the chat
+command (`python -m shared.chat`), run as a reader runs them.
 
-Each run is a fresh process on a small slice of a novel with a tiny model, so the whole file takes
-seconds. Resuming is checked across processes: losses must be identical, not merely close.
+Each run trains a tiny model on a small slice of a novel, so the whole file takes seconds. Resuming
+is checked in one process and across processes: losses must be identical, not merely close.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 import torch
 
 from shared.checkpoint import load_checkpoint, read_checkpoint
-from shared.data import load_novel
-from shared.train import build_corpus, sample_batch
+from shared.corpus import build_corpus, load_novel
+from shared.token_file import sample_batch
+from shared.trainer import RECIPES, TrainConfig, TrainResult, train
 from shared.transformer import GPTModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +54,68 @@ def history(out: Path) -> list[dict]:
     return json.loads(saved_metadata(out)["extra"])["history"]
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
-def test_a_run_trains_reports_and_resumes_exactly_in_a_new_process(tmp_path, text_file, optimizer):
-    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "12", "--optimizer", optimizer]
+def tiny_config(text_file: Path, out: Path, **settings) -> TrainConfig:
+    """TINY as a TrainConfig: what a notebook passes to train()."""
+    return TrainConfig(data=[str(text_file)], tokenizer="300", n_layers=1, emb_dim=32, n_heads=2, context_length=32,
+                       batch_size=4, eval_every=3, eval_windows=4, warmup_steps=2, progress=False, out=str(out),
+                       **settings)
+
+
+def test_train_returns_the_run_and_resumes_exactly_in_one_process(tmp_path, text_file, one_thread):
+    straight = train(tiny_config(text_file, tmp_path / "straight", max_steps=6))
+    assert isinstance(straight, TrainResult) and straight.finished and straight.step == 6
+    assert [h["step"] for h in straight.history] == [3, 6] and straight.history[-1]["train_loss"] > 0
+    assert straight.val_bits_per_byte > 0 and straight.val_perplexity == pytest.approx(np.exp(straight.val_loss))
+    assert straight.checkpoint == tmp_path / "straight" / "checkpoint.safetensors" and straight.checkpoint.is_file()
+    assert straight.summary == json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert straight.sample.startswith("It is a truth universally acknowledged")
+
+    halves = tiny_config(text_file, tmp_path / "halves", max_steps=6, stop_at=3)
+    first = train(halves)
+    assert not first.finished and first.step == 3 and first.val_loss is None
+    resumed = train(TrainConfig(**{**vars(halves), "stop_at": None, "resume": True}))
+    def losses(result):
+        return [(h["step"], h["train_loss"], h["val_loss"]) for h in result.history]
+
+    assert losses(resumed) == losses(straight)  # the same losses, bit for bit
+    assert resumed.val_loss == straight.val_loss
+
+    with pytest.raises(ValueError, match="--emb-dim: saved 32, now 64"):
+        train(TrainConfig(**{**vars(halves), "emb_dim": 64, "resume": True}))
+    with pytest.raises(FileExistsError, match="already exists"):
+        train(halves)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"batch_size": 0}, r"batch_size=0 \(--batch-size\) must be a whole number, at least 1"),
+    ({"optimizer": "sgd"}, r"optimizer='sgd' \(--optimizer\) is not one of: adamw, muon"),
+    ({"gpt2_size": "gpt3"}, r"gpt2_size='gpt3' \(--config\) is not one of: gpt2"),
+    ({"val_fraction": 1.5}, r"val_fraction=1.5 \(--val-fraction\) must be between 0 and 1"),
+    ({"val_novel": "ulysses"}, r"val_novel='ulysses' \(--val-novel\) is not one of the shipped novels"),
+    ({"lr": -1.0}, r"lr=-1.0 \(--lr\) must be positive"),
+    ({"drop_rate": 1.0}, r"drop_rate=1.0 \(--drop-rate\) must be in \[0, 1\)"),
+    ({"schedule": "linear"}, r"schedule='linear' \(--schedule\) is not one of: cosine, constant"),
+    ({"optimizer": "adamw", "muon_lr": 1e-2}, r"muon_lr=0.01 \(--muon-lr\) sets Muon's peak learning rate"),
+])
+def test_a_bad_setting_is_refused_when_the_config_is_made(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_the_config_fills_in_the_optimizers_recipe_and_the_model_sizes():
+    config = TrainConfig(optimizer="adamw", n_layers=2, data="notes.txt")
+    assert (config.lr, config.weight_decay, config.warmup_steps, config.muon_lr) == (3e-3, 0.1, 100, None)
+    assert config.data == ["notes.txt"]
+    assert config.model_config(vocab_size=300) == {"context_length": 128, "emb_dim": 128, "n_heads": 4,
+                                                   "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False,
+                                                   "vocab_size": 300}
+    assert TrainConfig(gpt2_size="gpt2-medium").model_config(50257)["n_layers"] == 24
+    with pytest.raises(TypeError, match="takes a TrainConfig"):
+        train({"max_steps": 3})
+
+
+def test_a_run_trains_reports_and_resumes_exactly_in_a_new_process(tmp_path, text_file):
+    common = ["-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "12", "--optimizer", "adamw"]
     straight = run(*common, "--out", str(tmp_path / "straight"))
     assert "bits per byte" in straight.stdout and "sample:" in straight.stdout
     summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
@@ -98,13 +159,15 @@ def test_a_time_budget_fixes_the_steps_and_checks_them_again_after_warmup(tmp_pa
     assert summary["step"] == final_steps >= 3  # the re-fitted count is the one the run trained
 
 
-def test_generate_continues_a_prompt_repeatably(tmp_path, text_file):
+def test_chat_continues_a_prompt_repeatably(tmp_path, text_file):
     run("-m", "shared.train", "--data", str(text_file), *TINY, "--max-steps", "3", "--out", str(tmp_path))
     checkpoint = str(tmp_path / "checkpoint.safetensors")
-    args = ["-m", "shared.generate", checkpoint, "--prompt", "Emma was", "--max-new-tokens", "15", "--seed", "1"]
+    args = ["-m", "shared.chat", checkpoint, "--prompt", "Emma was", "--max-new-tokens", "15", "--seed", "1"]
     first, second = run(*args).stdout, run(*args).stdout
     assert first == second and first.startswith("Emma was") and len(first) > len("Emma was\n")
-    greedy = run("-m", "shared.generate", checkpoint, "--prompt", "Emma was", "--temperature", "0").stdout
+    old_name = run(*[a if a != "shared.chat" else "shared.generate" for a in args])  # the deprecated name still works
+    assert old_name.stdout == first and "shared.generate is now shared.chat" in old_name.stderr
+    greedy = run("-m", "shared.chat", checkpoint, "--prompt", "Emma was", "--temperature", "0").stdout
     assert greedy.startswith("Emma was")
 
 
@@ -171,9 +234,8 @@ def test_batches_from_a_memory_mapped_token_file_equal_those_from_memory(tmp_pat
 
 
 def test_the_command_trains_on_a_token_file_holding_out_whole_documents(tmp_path):
-    from shared.token_file import write_token_file
+    from shared.token_file import split_token_file, write_token_file
     from shared.tokenization import BPETokenizer
-    from shared.train import split_token_file
 
     text = load_novel("emma")[:40_000]
     tokenizer = BPETokenizer.train(text, 300, special_tokens=["<|endoftext|>"])
@@ -207,7 +269,7 @@ def test_flops_per_token_matches_a_count_of_the_models_matrix_products():
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from shared.train import flops_per_token
+    from shared.scaling import flops_per_token
 
     cfg = {"vocab_size": 500, "context_length": 64, "emb_dim": 48, "n_heads": 4, "n_layers": 3, "drop_rate": 0.0,
            "qkv_bias": True, "use_sdpa": False}
@@ -223,7 +285,7 @@ def test_flops_per_token_matches_a_count_of_the_models_matrix_products():
 
 
 def test_each_optimizer_gets_its_own_tuned_defaults_and_flags_win():
-    from shared.train import RECIPES, parse_args
+    from shared.train import parse_args
 
     muon, adamw = parse_args([]), parse_args(["--optimizer", "adamw"])
     assert muon.optimizer == "muon"
@@ -240,4 +302,4 @@ def test_a_muon_lr_without_muon_or_below_zero_is_refused(argv, capsys):
 
     with pytest.raises(SystemExit):
         parse_args(argv)
-    assert "--muon-lr sets Muon's peak learning rate: it needs --optimizer muon" in capsys.readouterr().err
+    assert "(--muon-lr) sets Muon's peak learning rate: it needs optimizer 'muon'" in capsys.readouterr().err

@@ -63,13 +63,11 @@ def score() -> None:
     """Score the untrained model and every copied checkpoint; write checkpoint_scores.csv."""
     import torch
 
-    from shared.data import load_novel
+    from shared.corpus import load_novel
     from shared.evaluation import evaluate_text, score_multiple_choice
-    from shared.generate import load_trained_model
     from shared.multiple_choice import load_austen_multiple_choice
-    from shared.pretrained import load_austen_gpt
-    from shared.train import init_gpt2_style
-    from shared.transformer import GPTModel
+    from shared.pretrained import load_austen_gpt, load_trained_model
+    from shared.transformer import GPTModel, init_gpt2_style
 
     items = load_austen_multiple_choice()
     held_out_text = load_novel("persuasion")

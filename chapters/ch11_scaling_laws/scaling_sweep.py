@@ -1,34 +1,38 @@
 """Train chapter 11's family of small GPTs and write `scaling_results.csv` beside this file.
 
 Five model sizes (about 13k to 790k non-embedding parameters) are each trained for the same three
-token budgets with the project's training command, `python -m shared.train`, on the five training
-novels; every run is scored on the whole held-out *Persuasion*. Run it from the repository root:
+token budgets with the project's training function, `train(TrainConfig(...))` (what `python -m
+shared.train` runs), on the five training novels; every run is scored on the whole held-out
+*Persuasion*. Run it from the repository root:
 
     python chapters/ch11_scaling_laws/scaling_sweep.py            # two runs at a time, one thread each
     python chapters/ch11_scaling_laws/scaling_sweep.py --jobs 3   # as for the stored CSV: 16 minutes on a
                                                                   # busy 2-core CPU (load 10), less when idle
 
-Each run lives in `runs/scaling/<name>/`; a run whose `summary.json` exists is not trained again, so
-an interrupted sweep continues where it stopped. The CSV is rewritten from the summaries at the end.
+Each run lives in `runs/scaling/<name>/` (its log in `log.txt`); a run whose `summary.json` exists is
+not trained again, so an interrupted sweep continues where it stopped. Runs train in separate worker
+processes, each with its own thread count. The CSV is rewritten from the summaries at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from shared.scaling import non_embedding_parameters  # noqa: E402
+from shared.trainer import TrainConfig, train  # noqa: E402
 
 CSV_PATH = Path(__file__).resolve().parent / "scaling_results.csv"
 RUNS_DIR = ROOT / "runs" / "scaling"
@@ -51,17 +55,15 @@ def run_name(n_layers: int, emb_dim: int, steps: int) -> str:
     return f"L{n_layers}-d{emb_dim}-s{steps}"
 
 
-def train_command(n_layers: int, emb_dim: int, n_heads: int, steps: int, out: Path) -> list[str]:
-    """The training command for one run: AdamW, a warmup of a tenth of the steps, then cosine decay."""
-    return [sys.executable, "-m", "shared.train", "--optimizer", "adamw", "--seed", str(SEED), "--no-progress",
-            "--n-layers", str(n_layers), "--emb-dim", str(emb_dim), "--n-heads", str(n_heads),
-            "--context-length", str(CONTEXT), "--drop-rate", "0.0", "--batch-size", str(BATCH_SIZE),
-            "--max-steps", str(steps), "--warmup-steps", str(max(steps // 10, 1)), "--lr", "3e-3",
-            "--eval-every", str(steps), "--save-every", str(steps), "--out", str(out)]
+def run_config(n_layers: int, emb_dim: int, n_heads: int, steps: int, out: Path) -> TrainConfig:
+    """One run's settings: AdamW, a warmup of a tenth of the steps, then cosine decay; one evaluation at the end."""
+    return TrainConfig(optimizer="adamw", seed=SEED, progress=False, n_layers=n_layers, emb_dim=emb_dim,
+                       n_heads=n_heads, context_length=CONTEXT, drop_rate=0.0, batch_size=BATCH_SIZE, max_steps=steps,
+                       warmup_steps=max(steps // 10, 1), lr=3e-3, eval_every=steps, save_every=steps, out=str(out))
 
 
 def train_one(n_layers: int, emb_dim: int, n_heads: int, steps: int, threads: int) -> Path:
-    """Train one run unless its summary already exists; return its summary's path."""
+    """Train one run unless its summary already exists; return its summary's path. Runs in a worker process."""
     out = RUNS_DIR / run_name(n_layers, emb_dim, steps)
     summary = out / "summary.json"
     if summary.exists():
@@ -70,15 +72,11 @@ def train_one(n_layers: int, emb_dim: int, n_heads: int, steps: int, threads: in
     if out.exists():  # an interrupted run: start it again from scratch
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    torch.set_num_threads(threads)
     started = time.perf_counter()
-    with open(out / "log.txt", "w") as log:
-        result = subprocess.run(train_command(n_layers, emb_dim, n_heads, steps, out), cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{out.name} failed (exit {result.returncode}); see {out / 'log.txt'}")
-    loss = json.loads(summary.read_text())["val_loss"]
-    print(f"{out.name}: held-out loss {loss:.3f} in {time.perf_counter() - started:.0f} s", flush=True)
+    with open(out / "log.txt", "w") as log, contextlib.redirect_stdout(log):
+        result = train(run_config(n_layers, emb_dim, n_heads, steps, out))
+    print(f"{out.name}: held-out loss {result.val_loss:.3f} in {time.perf_counter() - started:.0f} s", flush=True)
     return summary
 
 
@@ -107,8 +105,8 @@ def main() -> None:
                   key=lambda r: -r[1] ** 2 * r[0] * r[3])
     print(f"{len(plan)} runs, {args.jobs} at a time, into {RUNS_DIR}", flush=True)
     started = time.perf_counter()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        summaries = list(pool.map(lambda r: train_one(*r, threads=args.threads), plan))
+    with ProcessPoolExecutor(args.jobs) as pool:
+        summaries = list(pool.map(train_one, *zip(*plan), [args.threads] * len(plan)))
     rows = sorted((row_from_summary(p) for p in summaries),
                   key=lambda r: (r["non_embedding_parameters"], r["tokens"]))
     with open(CSV_PATH, "w", newline="") as f:

@@ -1,0 +1,77 @@
+"""Talk to a model you trained: `python -m shared.chat runs/austen/checkpoint.safetensors`.
+
+With `--prompt`, prints one continuation and exits; without it, asks for prompts in a loop (an empty
+line or Ctrl-D ends). Decoding options are chapter 5's: temperature, top-k, top-p, a length limit,
+and stopping at <|endoftext|>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from shared.devices import pick_device
+from shared.pretrained import load_trained_model
+from shared.pretraining import generate, text_to_token_ids, token_ids_to_text
+
+
+def continue_text(model, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None,
+                  top_p: float | None, device) -> str:
+    """The prompt's continuation (without the prompt), stopping early at <|endoftext|>."""
+    idx = text_to_token_ids(prompt, tokenizer).to(device)
+    if idx.shape[1] == 0:
+        raise ValueError("the prompt is empty: type some text to continue.")
+    context = model.cfg["context_length"]
+    out = generate(model, idx[:, -context:], max_new_tokens, context, temperature=temperature, top_k=top_k,
+                   top_p=top_p, eos_id=tokenizer.eot_token)
+    return token_ids_to_text(out[:, min(idx.shape[1], context):], tokenizer)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m shared.chat", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint written by python -m shared.train")
+    p.add_argument("--prompt", help="continue this text once and exit (default: ask in a loop)")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (always the most likely token)")
+    p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=float, default=0.95, help="sample within this probability mass (1 = all)")
+    p.add_argument("--seed", type=int, help="for repeatable samples")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        model, tokenizer = load_trained_model(args.checkpoint, device)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    options = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   top_k=args.top_k or None, top_p=args.top_p if args.top_p < 1 else None, device=device)
+    try:
+        if args.prompt is not None:
+            print(args.prompt + continue_text(model, tokenizer, args.prompt, **options))
+            return
+        print("Type the start of a text; the model continues it. An empty line or Ctrl-D quits.")
+        while True:
+            try:
+                prompt = input("\n> ")
+            except EOFError:
+                break
+            if not prompt.strip():
+                break
+            print(prompt + continue_text(model, tokenizer, prompt, **options))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
