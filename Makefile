@@ -27,7 +27,7 @@ train: install
 	$(BIN)/python -m shared.train $(ARGS)
 
 chat: install
-	$(BIN)/python -m shared.generate runs/austen/checkpoint.safetensors $(ARGS)
+	$(BIN)/python -m shared.chat runs/austen/checkpoint.safetensors $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

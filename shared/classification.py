@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from shared.corpus import NOVELS, load_novel
+from shared.files import atomic_write_bytes, check_sha256, download
 from shared.tokenization import vocab_size_of
-from shared.weights import DEFAULT_CACHE_DIR, _fetch, sha256_of
+from shared.weights import DEFAULT_CACHE_DIR
 
 # -- 6.2 the dataset: passages of the shipped novels -----------------------------------------------------
 
@@ -418,47 +419,40 @@ def download_and_unzip_spam_data(url: str = SPAM_URL, zip_path: str | os.PathLik
             print(f"{err} Deleting it and downloading the collection again.")
             data_file_path.unlink()
 
-    zip_path.parent.mkdir(parents=True, exist_ok=True)
     if zip_path.exists():  # a zip from an earlier call, or one downloaded by hand
-        data = _spam_file_from_zip(zip_path, sha256, f"{zip_path}")
-    else:
-        part = zip_path.with_name(zip_path.name + ".part")
-        part.unlink(missing_ok=True)  # the zip is small (about 200 kB): start afresh rather than resume
         try:
-            _fetch(url, part, progress=progress, label="SMS Spam Collection")
+            data = _spam_file_from_zip(zip_path, sha256)
+        except ValueError as err:
+            zip_path.unlink()
+            raise ValueError(f"{err} It was deleted: run again to download it afresh.") from err
+    else:
+        try:  # checked (hash, zip, counts) as zip_path.part, and only then renamed to zip_path
+            download(url, zip_path, sha256=sha256, progress=progress, label="SMS Spam Collection",
+                     verify=_spam_file_from_zip, resume=False)  # about 200 kB: start afresh rather than resume
         except ConnectionError as err:
-            part.unlink(missing_ok=True)
             detail = err.__cause__ if err.__cause__ is not None else err
             raise ConnectionError(
                 f"could not download {url} ({detail}). If you are offline, save the zip by hand as {zip_path} and "
                 "run this again; chapter 6's own task needs no download."
             ) from err
-        data = _spam_file_from_zip(part, sha256, f"the download of {url}")
-        os.replace(part, zip_path)  # checked: now it may have its final name
+        data = _spam_file_from_zip(zip_path)
 
-    data_file_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = data_file_path.with_name(data_file_path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, data_file_path)  # atomic: the final name only ever holds the whole, checked file
+    atomic_write_bytes(data_file_path, data)  # the final name only ever holds the whole, checked file
     return data_file_path
 
 
-def _spam_file_from_zip(path: Path, sha256: str | None, what: str) -> bytes:
-    """The checked bytes of SMSSpamCollection inside the zip at `path`; on any failure `path` is deleted."""
+def _spam_file_from_zip(path: Path, sha256: str | None = None) -> bytes:
+    """The bytes of SMSSpamCollection inside the zip at `path`, checked; a ValueError says what is wrong."""
+    if sha256 is not None:
+        check_sha256(path, sha256, str(path), fix="it is not the zip whose hash was pinned with sha256=.")
     try:
-        if sha256 is not None and (actual := sha256_of(path)) != sha256.lower():
-            raise ValueError(f"it has SHA-256 {actual}, not the pinned {sha256}.")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                data = archive.read(SPAM_FILE_IN_ZIP)
-        except zipfile.BadZipFile as err:
-            raise ValueError(f"it is not a zip file ({err}).") from err
-        except KeyError as err:
-            raise ValueError(f"it has no file {SPAM_FILE_IN_ZIP!r}.") from err
-        check_spam_collection(data, f"{SPAM_FILE_IN_ZIP} in it")
-    except ValueError as err:
-        path.unlink()
-        raise ValueError(f"{what} is not the SMS Spam Collection and was deleted: {err} Run again to retry.") from err
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(SPAM_FILE_IN_ZIP)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"{path} is not the SMS Spam Collection: it is not a zip file ({err}).") from err
+    except KeyError as err:
+        raise ValueError(f"{path} is not the SMS Spam Collection: it has no file {SPAM_FILE_IN_ZIP!r}.") from err
+    check_spam_collection(data, f"{SPAM_FILE_IN_ZIP} in {path}")
     return data
 
 

@@ -8,13 +8,11 @@ loaders that cut this text into training windows live in `shared/dataloader.py`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from shared.tokenization import DATA_DIR
+from shared.files import DATA_DIR, read_shipped_file  # noqa: F401 - DATA_DIR: callers import it from here
 
 NOVELS = (
     "prideprejudice",
@@ -33,21 +31,6 @@ NOVEL_TITLES = {  # the titles, for labels and answers
     "northangerabbey": "Northanger Abbey",
     "persuasion": "Persuasion",
 }
-
-
-@lru_cache(maxsize=1)
-def _expected_checksums() -> dict[str, str]:
-    lines = (DATA_DIR / "SHA256SUMS").read_text().splitlines()
-    return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
-
-
-def read_shipped_file(relative: str) -> bytes:
-    """The bytes of a file under shared/data/ (e.g. "austen/emma.txt"), checked against SHA256SUMS."""
-    data = (DATA_DIR / relative).read_bytes()
-    if hashlib.sha256(data).hexdigest() != _expected_checksums()[relative]:
-        raise ValueError(f"{DATA_DIR / relative} does not match its sha256 in SHA256SUMS: the file is "
-                         "corrupt or was edited. Restore it with `git checkout shared/data`.")
-    return data
 
 
 def load_novel(name: str) -> str:

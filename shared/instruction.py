@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from shared.corpus import DATA_DIR, read_shipped_file
+from shared.files import atomic_write_text, download
 from shared.pretraining import generate
-from shared.weights import _fetch
 
 INSTRUCTION_DATA = "instructions/austen-instructions.json"  # under shared/data/
 INSTRUCTION_DATA_PATH = DATA_DIR / INSTRUCTION_DATA
@@ -103,25 +103,18 @@ def download_and_load_file(file_path: str | os.PathLike, url: str = INSTRUCTION_
         except ValueError as err:
             print(f"the cached {path} fails its check ({err}); downloading it again.")
             path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.unlink(missing_ok=True)  # a small file: start afresh rather than resume
-    try:
-        _fetch(url, part, progress=False, label=path.name)
+    try:  # a small file: start afresh rather than resume
+        download(url, path, progress=False, verify=_read_checked_json, resume=False)
     except ConnectionError as err:
         detail = err.__cause__ if err.__cause__ is not None else err
-        part.unlink(missing_ok=True)
         raise ConnectionError(
             f"could not download {url} ({detail}). If you are offline, download the file by hand to {path}, "
             "or use the dataset shipped with the project: load_instruction_data()."
         ) from err
-    try:
-        data = _read_checked_json(part)
     except ValueError as err:
-        part.unlink(missing_ok=True)
-        raise ValueError(f"the download of {url} is not an instruction dataset and was deleted. {err}") from err
-    os.replace(part, path)
-    return data
+        raise ValueError(f"the download of {url} is not an instruction dataset and was deleted. "
+                         f"{err.__cause__ or err}") from err
+    return _read_checked_json(path)
 
 
 def split_data(data: Sequence, train_fraction: float = 0.85, test_fraction: float = 0.10):
@@ -285,10 +278,7 @@ def save_responses(entries: Sequence[Mapping[str, str]], responses: Sequence[str
     if len(entries) != len(responses):
         raise ValueError(f"{len(entries)} entries but {len(responses)} responses: give one response per entry.")
     records = [{**entry, key: response} for entry, response in zip(entries, responses)]
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(records, indent=4) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(records, indent=4) + "\n")
 
 
 # -- 7.8 scoring ---------------------------------------------------------------------------------------------

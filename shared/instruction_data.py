@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from shared.corpus import NOVEL_TITLES, NOVELS, load_novel
+from shared.files import atomic_write_text
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "instructions" / "austen-instructions.json"
 SEED = 123
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = build_instruction_data()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(to_json(data), encoding="utf-8")
+    atomic_write_text(args.out, to_json(data))
     counts = {task: sum(entry["task"] == task for entry in data) for task in TASKS}
     print(f"wrote {len(data)} entries to {args.out}: {counts}")
 

@@ -10,6 +10,7 @@ what a real model and optimizer hold, so the two can be compared.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -44,13 +45,20 @@ def _check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}.")
 
 
-def count_parameters(cfg: dict) -> int:
+def count_parameters_from_config(cfg: dict) -> int:
     """GPTModel(cfg)'s parameter count, from the config alone (the output head is not tied to the embedding)."""
     d, vocab, ctx, layers = cfg["emb_dim"], cfg["vocab_size"], cfg["context_length"], cfg["n_layers"]
     attention = 4 * d * d + d + (3 * d if cfg["qkv_bias"] else 0)  # W_query, W_key, W_value, out_proj (+ biases)
     feed_forward = d * 4 * d + 4 * d + 4 * d * d + d  # two linear layers with biases
     norms = 2 * 2 * d  # scale and shift of norm1 and norm2
     return vocab * d + ctx * d + layers * (attention + feed_forward + norms) + 2 * d + d * vocab
+
+
+def count_parameters(cfg: dict) -> int:
+    """Deprecated name of `count_parameters_from_config` (`shared.lora.count_parameters` counts a model's)."""
+    warnings.warn("shared.memory.count_parameters(cfg) is now count_parameters_from_config(cfg).", DeprecationWarning,
+                  stacklevel=2)
+    return count_parameters_from_config(cfg)
 
 
 def activation_values_per_token(cfg: dict, checkpointing: bool = False) -> int:
@@ -106,7 +114,7 @@ def estimate_memory(cfg_or_num_params: dict | int, *, batch_size: int = 1, conte
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size={world_size!r}: it is the number of processes, a whole number of at least 1.")
     if isinstance(cfg_or_num_params, dict):
-        num_params = count_parameters(cfg_or_num_params)
+        num_params = count_parameters_from_config(cfg_or_num_params)
         tokens = batch_size * (context_length or cfg_or_num_params["context_length"])
         values_per_token = activation_values_per_token(cfg_or_num_params, checkpointing)
         activations = tokens * values_per_token * ACTIVATION_BYTES[precision]

@@ -9,7 +9,6 @@ HellaSwag's JSONL format, so one reader reads both it and HellaSwag's validation
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.corpus import DATA_DIR, NOVEL_TITLES, NOVELS, load_novel
+from shared.files import atomic_write_text, check_sha256
 
 AUSTEN_MC = "multiple_choice/austen-mc.jsonl"  # under shared/data/
 AUSTEN_MC_PATH = DATA_DIR / AUSTEN_MC
@@ -205,7 +205,7 @@ def write_hellaswag_jsonl(items: Iterable[MultipleChoiceItem], path: str | Path)
     """Write items as HellaSwag-format JSONL (UTF-8, one record a line, fixed key order: byte for byte
     reproducible)."""
     lines = [json.dumps(to_hellaswag_record(item, i), ensure_ascii=False) + "\n" for i, item in enumerate(items)]
-    Path(path).write_text("".join(lines), encoding="utf-8")
+    atomic_write_text(path, "".join(lines))
 
 
 def load_austen_multiple_choice() -> list[MultipleChoiceItem]:
@@ -214,10 +214,8 @@ def load_austen_multiple_choice() -> list[MultipleChoiceItem]:
     The activity label is the novel's title, so contexts read "Persuasion: ..." as HellaSwag's read
     "Baking cookies: ...".
     """
-    data = AUSTEN_MC_PATH.read_bytes()
-    if hashlib.sha256(data).hexdigest() != AUSTEN_MC_SHA256:
-        raise ValueError(f"{AUSTEN_MC_PATH} does not match its sha256: the file is corrupt or was edited. Restore it "
-                         "with `git checkout shared/data`, or make it again with the command in its README.md.")
+    check_sha256(AUSTEN_MC_PATH, AUSTEN_MC_SHA256, fix="the file is corrupt or was edited. Restore it with "
+                 "`git checkout shared/data`, or make it again with the command in its README.md.")
     return read_hellaswag_jsonl(AUSTEN_MC_PATH)
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from shared.files import atomic_path, atomic_write_text
 from shared.tokenization import describe_tokenizer, tokenizer_from_description, vocab_size_of
 
 FORMAT = "llm-token-file"
@@ -50,12 +52,12 @@ class TokenFileWriter:
         self.filled = 0
         self.num_tokens = 0
         self.num_documents = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._open = ExitStack()  # the .bin's temporary name (see atomic_path) and the file open on it
         self._file = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in __exit__
+        tmp = self._open.enter_context(atomic_path(self.path))  # renamed onto self.path when the stack closes
+        self._file = self._open.enter_context(open(tmp, "wb"))
         return self
 
     def _append(self, ids: np.ndarray) -> None:
@@ -80,20 +82,15 @@ class TokenFileWriter:
         self.num_documents += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+        if exc_type is not None:  # close the file and delete it; the exception goes on
+            self._open.__exit__(exc_type, exc, tb)
             return
-        self.flush()
-        self._file.close()
+        with self._open:  # on leaving: the file closed, flushed to disk and renamed onto self.path
+            self.flush()
         header = {"format": FORMAT, "version": 1, "dtype": "uint16", "byte_order": "little",
                   "num_tokens": self.num_tokens, "num_documents": self.num_documents, "eot_id": self.eot_id,
                   "vocab_size": self.vocab_size, "tokenizer": describe_tokenizer(self.tokenizer)}
-        os.replace(self._tmp, self.path)
-        sidecar = sidecar_path(self.path)
-        tmp_sidecar = sidecar.with_name(f".{sidecar.name}.tmp")
-        tmp_sidecar.write_text(json.dumps(header, indent=1), encoding="utf-8")
-        os.replace(tmp_sidecar, sidecar)
+        atomic_write_text(sidecar_path(self.path), json.dumps(header, indent=1))
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -9,22 +9,21 @@ from text, or loaded with GPT-2's own merges, in which case it gives exactly tik
 from __future__ import annotations
 
 import base64
-import hashlib
 import heapq
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from functools import lru_cache
-from importlib import resources
 from itertools import chain
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import regex
 import tiktoken
+
+from shared.files import DATA_DIR, atomic_write_text, check_sha256
 
 # ---------------------------------------------------------------------------------------------
 # Chapter 2.2-2.4: the book's simple tokenizers
@@ -117,7 +116,6 @@ GPT2_SPLIT_PATTERN = (
 # always ends a piece there, whatever comes next, so a stream can be cut there safely.
 _LAST_SAFE_CUT = regex.compile(r"(?r)(?<=\S)\s")
 
-DATA_DIR = Path(str(resources.files("shared") / "data"))
 GPT2_RANKS_PATH = DATA_DIR / "gpt2" / "gpt2.tiktoken"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_EOT_ID = 50256
@@ -462,7 +460,7 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as readable JSON (tokens shown GPT-2 style), atomically."""
-        _write_atomic(Path(path), self.to_json())
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
@@ -580,19 +578,6 @@ def _progress_bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="merge")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # GPT-2's tokenizer, offline
 # ---------------------------------------------------------------------------------------------
@@ -606,11 +591,8 @@ def load_tiktoken_ranks(path: str | os.PathLike, expected_sha256: str | None = N
                                 "(pip install -e .) to restore shared/data/.")
     data = path.read_bytes()
     if expected_sha256 is not None:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected_sha256:
-            raise ValueError(f"rank file {path} has sha256 {actual[:12]}..., expected "
-                             f"{expected_sha256[:12]}...: it is corrupt or a different tokenizer. "
-                             "Restore it from the repository (git checkout shared/data).")
+        check_sha256(data, expected_sha256, f"rank file {path}", fix="it is corrupt or a different tokenizer. "
+                     "Restore it from the repository (git checkout shared/data).")
     ranks = {}
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():

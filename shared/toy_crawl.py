@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import random
 import textwrap
+import warnings
 from dataclasses import dataclass
 
 from shared.corpus import NOVELS, load_novel
 from shared.text_cleaning import normalize_text
 
 
-def novel_passages(name: str, min_words: int = 150) -> list[str]:
+def paragraph_passages(name: str, min_words: int = 150) -> list[str]:
     """A novel cut into passages of whole consecutive paragraphs, at least `min_words` words each.
 
     Headings (lines in capitals: the title, 'VOLUME I', 'CHAPTER IV') are left out; a short
@@ -31,6 +32,12 @@ def novel_passages(name: str, min_words: int = 150) -> list[str]:
             passages.append("\n\n".join(current))
             current, words = [], 0
     return passages
+
+
+def novel_passages(name: str, min_words: int = 150) -> list[str]:
+    """Deprecated name of `paragraph_passages` (chapter 6's `classification.novel_passages` cuts a text)."""
+    warnings.warn("shared.toy_crawl.novel_passages is now paragraph_passages.", DeprecationWarning, stacklevel=2)
+    return paragraph_passages(name, min_words)
 
 
 @dataclass
@@ -124,7 +131,7 @@ PLANTED = {  # kind: how many documents of it the crawl gets (besides the clean 
 def make_raw_crawl(num_clean: int = 300, seed: int = 123) -> list[CrawlDocument]:
     """Genuine passages from all six novels plus the planted problems of `PLANTED`, shuffled (seeded)."""
     rng = random.Random(seed)
-    pool = [p for name in NOVELS for p in novel_passages(name)]
+    pool = [p for name in NOVELS for p in paragraph_passages(name)]
     chosen = rng.sample(range(len(pool)), num_clean + PLANTED["messy_unicode"] + PLANTED["spam"])
     clean, messy, spam = (chosen[:num_clean], chosen[num_clean : num_clean + PLANTED["messy_unicode"]],
                           chosen[num_clean + PLANTED["messy_unicode"] :])

@@ -32,6 +32,7 @@ from shared.corpus import NOVELS, Corpus, build_corpus
 from shared.dataloader import join_documents
 from shared.devices import pick_device
 from shared.evaluation import bits_per_byte, evaluate_text, loss_over_token_ids
+from shared.files import atomic_write_text
 from shared.optimizers import OPTIMIZERS, make_optimizer
 from shared.pretraining import autocast, generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text
 from shared.pretraining import train_step as optimizer_step
@@ -595,7 +596,7 @@ class Trainer:
                              val_bits_per_byte=summary["val_bits_per_byte"], sample=sample, summary=summary)
         if not self.is_main:
             return result
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
         log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
             f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
             f"{tokens_per_s:,.0f} tokens/s")

@@ -18,22 +18,18 @@ have no `lm_head.weight`; the token embedding is then copied into `out_head` as 
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from tqdm import tqdm
 
+from shared.files import atomic_write_text, check_sha256, download
 from shared.transformer import GPT2_CONFIGS, GPTModel
 
 GPT2_URL = "https://huggingface.co/openai-community/{name}/resolve/{revision}/model.safetensors"
@@ -285,15 +281,6 @@ def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
         return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
 
 
-def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
-    """The SHA-256 of a file, read in chunks so large files need little memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_gpt2_file(path: Path, name: str, sha256: str | None = None, size: int | None = None) -> None:
     """Raise a ValueError unless `path` is a safetensors file that fits GPT-2 size `name` and, where
     given, has `size` bytes and the SHA-256 `sha256`. The size and the tensor shapes (read from the
@@ -307,8 +294,8 @@ def verify_gpt2_file(path: Path, name: str, sha256: str | None = None, size: int
     with torch.device("meta"):  # a model without memory, just to know the expected shapes
         gpt = GPTModel(gpt2_config(name))
     check_gpt2_shapes(gpt, shapes)
-    if sha256 is not None and (actual := sha256_of(path)) != sha256.lower():
-        raise ValueError(f"{path} has SHA-256 {actual}, not the expected {sha256}.")
+    if sha256 is not None:
+        check_sha256(path, sha256, str(path), fix="it is corrupt, incomplete or another file.")
 
 
 def _fingerprint(path: Path, sha256: str) -> str:
@@ -337,8 +324,7 @@ def download_gpt2_weights(name: str, cache_dir: str | os.PathLike = DEFAULT_CACH
     checkpoint = GPT2_SAFETENSORS[name]
     sha256 = sha256 or checkpoint.sha256
     folder = Path(cache_dir) / name
-    target, part = folder / "model.safetensors", folder / "model.safetensors.part"
-    verified = folder / "model.safetensors.verified"
+    target, verified = folder / "model.safetensors", folder / "model.safetensors.verified"
 
     if target.exists():
         hashed = sha256 is not None and verified.exists() and verified.read_text() == _fingerprint(target, sha256)
@@ -350,48 +336,11 @@ def download_gpt2_weights(name: str, cache_dir: str | os.PathLike = DEFAULT_CACH
             verified.unlink(missing_ok=True)
         else:
             if sha256 is not None and not hashed:
-                verified.write_text(_fingerprint(target, sha256))
+                atomic_write_text(verified, _fingerprint(target, sha256))
             return target
 
-    folder.mkdir(parents=True, exist_ok=True)
-    _fetch(checkpoint.url, part, progress=progress, label=name)
-    try:
-        verify_gpt2_file(part, name, sha256, checkpoint.size)
-    except ValueError as err:
-        part.unlink(missing_ok=True)
-        raise ValueError(f"the download of {checkpoint.url} is corrupt and was deleted; run again to retry. "
-                         f"Details: {err}") from err
-    os.replace(part, target)
+    download(checkpoint.url, target, sha256=sha256, size=checkpoint.size, progress=progress, label=name,
+             verify=partial(verify_gpt2_file, name=name))  # the tensor shapes; download checks size and hash
     if sha256 is not None:
-        verified.write_text(_fingerprint(target, sha256))
+        atomic_write_text(verified, _fingerprint(target, sha256))
     return target
-
-
-def _fetch(url: str, part: Path, *, progress: bool, label: str, chunk_size: int = 1 << 20) -> None:
-    """Append `url`'s bytes to `part`, continuing after the bytes it already holds."""
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    host = urlparse(url).hostname
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if have and response.status != 206:  # the server sent the whole file, not the rest
-                have = 0
-            length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else None
-            with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=label, disable=not progress,
-            ) as bar:
-                while chunk := response.read(chunk_size):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # nothing left to send: the .part file is already complete
-            return
-        raise ConnectionError(f"{host} answered {err.code} {err.reason} for {url}.") from err
-    except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException) as err:
-        reason = getattr(err, "reason", err)
-        raise ConnectionError(
-            f"could not reach {host}: {reason}. If you are offline, download model.safetensors by hand "
-            f"from {url} into {part.parent}/ (what arrived so far stays in {part.name}; running again resumes it)."
-        ) from err

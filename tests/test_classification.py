@@ -292,16 +292,25 @@ def test_download_unzips_checks_and_caches(monkeypatch, tmp_path, capsys) -> Non
 
 
 @pytest.mark.parametrize("body, sha256, reason", [
-    (spam_zip(), "0" * 64, "not the pinned"),
-    (b"<html>Service unavailable</html>", None, "not a zip file"),
-    (spam_zip(member="other.txt"), None, "no file 'SMSSpamCollection'"),
+    (spam_zip(), "0" * 64, "has SHA-256 .*, not the expected 000000000000"),
+    (b"<html>Service unavailable</html>", None, "is not the SMS Spam Collection: it is not a zip file"),
+    (spam_zip(member="other.txt"), None, "is not the SMS Spam Collection: it has no file 'SMSSpamCollection'"),
     (spam_zip(ham=4000), None, "4000 ham and 747 spam; the SMS Spam Collection has 5,574 lines"),
 ])
 def test_a_download_that_fails_its_check_leaves_no_file(monkeypatch, tmp_path, body, sha256, reason) -> None:
     serve(monkeypatch, body)
-    with pytest.raises(ValueError, match=f"is not the SMS Spam Collection and was deleted: .*{reason}"):
+    with pytest.raises(ValueError, match=f"is corrupt and was deleted; run again to retry. Details: .*{reason}"):
         download_and_unzip_spam_data(URL, extracted_path=tmp_path, sha256=sha256, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_zip_saved_by_hand_that_is_not_the_collection_is_deleted(monkeypatch, tmp_path) -> None:
+    server = serve(monkeypatch, spam_zip())
+    (tmp_path / "sms_spam_collection.zip").write_bytes(b"<html>a login page saved by mistake</html>")
+    with pytest.raises(ValueError, match="zip is not the SMS Spam Collection: it is not a zip file.*It was deleted"):
+        download_and_unzip_spam_data(URL, extracted_path=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == [] and server.requests == 0
+    assert download_and_unzip_spam_data(URL, extracted_path=tmp_path, progress=False).is_file()  # run again
 
 
 def test_a_pinned_sha256_that_matches_is_accepted(monkeypatch, tmp_path) -> None:

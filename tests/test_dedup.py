@@ -20,7 +20,7 @@ from shared.dedup import (
     shingles,
 )
 from shared.text_cleaning import normalize_text
-from shared.toy_crawl import make_raw_crawl, novel_passages
+from shared.toy_crawl import make_raw_crawl, paragraph_passages
 
 DUPLICATE_KINDS = ("exact_copy", "edited", "rewrapped", "header")
 
@@ -44,7 +44,7 @@ def test_exact_duplicates_keep_the_first_copy():
 
 
 def test_minhash_estimates_jaccard_within_its_standard_error():
-    passages = novel_passages("emma")[:40]
+    passages = paragraph_passages("emma")[:40]
     rng = random.Random(1)
     errors = []
     for p in passages:
@@ -59,8 +59,8 @@ def test_minhash_estimates_jaccard_within_its_standard_error():
 
 
 def test_minhash_of_equal_and_disjoint_sets():
-    a = shingles(novel_passages("persuasion")[3])
-    b = shingles(novel_passages("persuasion")[200])
+    a = shingles(paragraph_passages("persuasion")[3])
+    b = shingles(paragraph_passages("persuasion")[200])
     assert estimated_jaccard(minhash_signature(a), minhash_signature(set(a))) == 1.0
     assert estimated_jaccard(minhash_signature(a), minhash_signature(b)) < 0.05
     with pytest.raises(ValueError, match="empty set of shingles"):
@@ -118,5 +118,5 @@ def test_dedup_finds_the_planted_duplicates_with_high_precision_and_recall(crawl
 
 
 def test_distinct_passages_are_not_paired():
-    passages = [p for name in ("emma", "persuasion") for p in novel_passages(name)[:150]]
+    passages = [p for name in ("emma", "persuasion") for p in paragraph_passages(name)[:150]]
     assert near_duplicate_pairs(passages, threshold=0.5, bands=32, rows=4) == []

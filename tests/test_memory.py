@@ -10,7 +10,7 @@ import torch
 
 from shared.memory import (
     apply_activation_checkpointing,
-    count_parameters,
+    count_parameters_from_config,
     estimate_memory,
     measure_activation_bytes,
     measure_training_state,
@@ -53,8 +53,8 @@ def test_sharding_divides_the_right_parts(strategy, expected):
 
 def test_parameter_count_matches_the_model_and_the_book():
     for cfg in (SMALL, {**SMALL, "qkv_bias": True, "n_layers": 1}):
-        assert count_parameters(cfg) == sum(p.numel() for p in GPTModel(cfg).parameters())
-    assert count_parameters(GPT_CONFIG_124M) == 163_009_536  # chapter 4's total (untied output head)
+        assert count_parameters_from_config(cfg) == sum(p.numel() for p in GPTModel(cfg).parameters())
+    assert count_parameters_from_config(GPT_CONFIG_124M) == 163_009_536  # chapter 4's total (untied output head)
 
 
 def test_activations_scale_with_tokens_and_are_not_sharded():

@@ -4,7 +4,7 @@ import pytest
 
 from shared.corpus import NOVELS
 from shared.text_cleaning import keyword_hits, normalize_text, quality_problems, quality_signals
-from shared.toy_crawl import PLANTED, make_raw_crawl, mess_up_unicode, novel_passages
+from shared.toy_crawl import PLANTED, make_raw_crawl, mess_up_unicode, paragraph_passages
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def crawl():
 
 @pytest.fixture(scope="module")
 def every_passage():
-    return [p for name in NOVELS for p in novel_passages(name)]
+    return [p for name in NOVELS for p in paragraph_passages(name)]
 
 
 @pytest.mark.parametrize("messy, clean", [
@@ -43,7 +43,7 @@ def test_normalize_text_is_idempotent_on_random_mess():
     import random
 
     rng = random.Random(0)
-    for passage in novel_passages("persuasion")[:20]:
+    for passage in paragraph_passages("persuasion")[:20]:
         once = normalize_text(mess_up_unicode(passage, rng))
         assert normalize_text(once) == once == passage
 

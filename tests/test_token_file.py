@@ -11,7 +11,7 @@ from shared.dataloader import join_documents
 from shared.pretrained import load_austen_gpt
 from shared.token_file import TokenFileWriter, get_batch, open_token_file, write_token_file
 from shared.tokenization import get_gpt2_tokenizer
-from shared.toy_crawl import novel_passages
+from shared.toy_crawl import paragraph_passages
 
 DOCUMENTS = ["It is a truth universally acknowledged.", "", "Emma Woodhouse, handsome,\nclever, and rich.",
              "A literal <|endoftext|> in the text stays text.", "£ and ﬁ and 😀"]
@@ -40,14 +40,14 @@ def test_round_trip(tmp_path, which, austen_tokenizer):
 
 def test_equals_join_documents_on_real_text(tmp_path):
     tokenizer = get_gpt2_tokenizer()
-    passages = novel_passages("persuasion")[:50]
+    passages = paragraph_passages("persuasion")[:50]
     token_file = write_token_file(tmp_path / "p.bin", iter(passages), tokenizer, chunk_tokens=1000)
     assert token_file.tokens.tolist() == join_documents(passages, tokenizer)
     assert np.array_equal(np.fromfile(tmp_path / "p.bin", dtype=np.uint16), token_file.tokens)  # nanoGPT's layout
 
 
 def test_batches_are_shifted_windows_and_seeded(tmp_path):
-    token_file = write_token_file(tmp_path / "p.bin", novel_passages("emma")[:20], get_gpt2_tokenizer())
+    token_file = write_token_file(tmp_path / "p.bin", paragraph_passages("emma")[:20], get_gpt2_tokenizer())
     x, y = get_batch(token_file.tokens, 4, 16, torch.Generator().manual_seed(1))
     assert x.shape == y.shape == (4, 16) and x.dtype == torch.int64
     assert torch.equal(x[:, 1:], y[:, :-1])
@@ -70,7 +70,7 @@ def many_documents(count: int, base: str):
 def peak_while_writing(path, count: int) -> int:
     """The most memory Python allocated while `count` documents were written."""
     tokenizer = get_gpt2_tokenizer()
-    base = " ".join(novel_passages("persuasion")[0].split() * 10)
+    base = " ".join(paragraph_passages("persuasion")[0].split() * 10)
     tokenizer.encode_ordinary(base)
     tracemalloc.start()
     try:

@@ -2,7 +2,10 @@
 
 The download tests never touch the network: `urllib.request.urlopen` is replaced by a fake server
 that hands out the bytes of a small safetensors file written here, honouring HTTP Range requests.
-That GPTModel computes what GPT-2 computes is `tests/test_gpt2_oracle.py`'s business.
+They test what `download_gpt2_weights` adds (the cache, the pinned hashes, the tensor-shape check);
+the download itself (resuming, restarts, dropped connections, network errors) is tested against a
+real local server in `tests/test_files.py`. That GPTModel computes what GPT-2 computes is
+`tests/test_gpt2_oracle.py`'s business.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
-from shared import weights
+from shared import files, weights
 from shared.transformer import GPT2_CONFIGS, GPTModel
 from shared.weights import (
     GPT2_SAFETENSORS,
@@ -276,38 +279,29 @@ URL = "https://huggingface.co/tiny-gpt2/resolve/main/model.safetensors"
 class FakeResponse(io.BytesIO):
     """Enough of http.client.HTTPResponse for the downloader: status, headers, read(), a context."""
 
-    def __init__(self, body: bytes, status: int, fail_after: int | None = None) -> None:
+    def __init__(self, body: bytes, status: int) -> None:
         super().__init__(body)
         self.status = status
         self.headers = {"Content-Length": str(len(body))}
-        self.fail_after = fail_after  # drop the connection after this many bytes
-
-    def read(self, size: int = -1) -> bytes:
-        if self.fail_after is not None and self.tell() >= self.fail_after:
-            raise ConnectionResetError("connection reset by peer")
-        if self.fail_after is not None:
-            size = min(size, self.fail_after - self.tell())
-        return super().read(size)
 
 
 class FakeServer:
     """Serves `body` at URL; answers Range requests with 206 and the rest, like huggingface.co."""
 
-    def __init__(self, body: bytes, honour_range: bool = True, fail_after: int | None = None) -> None:
-        self.body, self.honour_range, self.fail_after = body, honour_range, fail_after
+    def __init__(self, body: bytes) -> None:
+        self.body = body
         self.ranges: list[str | None] = []
 
     def urlopen(self, request: urllib.request.Request, timeout: float | None = None) -> FakeResponse:
         assert request.full_url == URL
         byte_range = request.get_header("Range")
         self.ranges.append(byte_range)
-        if byte_range and self.honour_range:
+        if byte_range:
             start = int(byte_range.removeprefix("bytes=").removesuffix("-"))
             if start >= len(self.body):
                 raise urllib.error.HTTPError(URL, 416, "Range Not Satisfiable", {}, None)
             return FakeResponse(self.body[start:], 206)
-        fail_after, self.fail_after = self.fail_after, None  # fail once, then serve normally
-        return FakeResponse(self.body, 200, fail_after)
+        return FakeResponse(self.body, 200)
 
 
 @pytest.fixture
@@ -348,36 +342,6 @@ def test_download_resumes_a_partial_file(monkeypatch, tmp_path, tiny_gpt2) -> No
     assert path.read_bytes() == tiny_gpt2 and not part.exists()
 
 
-def test_a_dropped_connection_keeps_the_part_file_and_the_next_call_resumes(monkeypatch, tmp_path, tiny_gpt2) -> None:
-    server = serve(monkeypatch, FakeServer(tiny_gpt2, fail_after=3000))
-    with pytest.raises(ConnectionError, match="could not reach huggingface.co: connection reset"):
-        download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
-    part = tmp_path / "tiny-gpt2" / "model.safetensors.part"
-    assert part.read_bytes() == tiny_gpt2[:3000]
-    assert not (tmp_path / "tiny-gpt2" / "model.safetensors").exists()
-
-    path = download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
-    assert server.ranges == [None, "bytes=3000-"]
-    assert path.read_bytes() == tiny_gpt2
-
-
-def test_a_server_that_ignores_range_restarts_the_file(monkeypatch, tmp_path, tiny_gpt2) -> None:
-    serve(monkeypatch, FakeServer(tiny_gpt2, honour_range=False))
-    part = tmp_path / "tiny-gpt2" / "model.safetensors.part"
-    part.parent.mkdir()
-    part.write_bytes(b"stale bytes from another file")
-    assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False).read_bytes() == tiny_gpt2
-
-
-def test_a_complete_part_file_is_finished_without_new_bytes(monkeypatch, tmp_path, tiny_gpt2) -> None:
-    server = serve(monkeypatch, FakeServer(tiny_gpt2))
-    part = tmp_path / "tiny-gpt2" / "model.safetensors.part"
-    part.parent.mkdir()
-    part.write_bytes(tiny_gpt2)
-    assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False).read_bytes() == tiny_gpt2
-    assert server.ranges == [f"bytes={len(tiny_gpt2)}-"]  # answered 416: nothing left to send
-
-
 @pytest.mark.parametrize("corruption", ["truncated", "garbage", "other size"])
 def test_a_corrupt_download_is_deleted(monkeypatch, tmp_path, tiny_gpt2, corruption) -> None:
     if corruption == "truncated":
@@ -407,7 +371,7 @@ def test_the_tables_pinned_sha256_and_size_are_enforced(monkeypatch, tmp_path, t
     folder = tmp_path / "tiny-gpt2"
     other = hashlib.sha256(tiny_gpt2 + b"!").hexdigest()  # the hash of another file
     monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", GPT2Checkpoint("tiny-gpt2", URL, sha256=other))
-    with pytest.raises(ValueError, match=f"corrupt and was deleted.*has SHA-256 .*not the expected {other}"):
+    with pytest.raises(ValueError, match=f"corrupt and was deleted.*has SHA-256 .*not the expected {other[:12]}"):
         download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)  # no sha256= passed: the table's applies
     assert list(folder.iterdir()) == []
 
@@ -428,8 +392,8 @@ def test_a_cached_file_is_hashed_once_until_it_changes(monkeypatch, tmp_path, ti
     good = hashlib.sha256(tiny_gpt2).hexdigest()
     monkeypatch.setitem(GPT2_SAFETENSORS, "tiny-gpt2", GPT2Checkpoint("tiny-gpt2", URL, sha256=good))
     hashed = []
-    real_sha256_of = weights.sha256_of
-    monkeypatch.setattr(weights, "sha256_of", lambda path: hashed.append(path.name) or real_sha256_of(path))
+    real_sha256_of = files.sha256_of
+    monkeypatch.setattr(files, "sha256_of", lambda path: hashed.append(path.name) or real_sha256_of(path))
 
     path = download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
     assert hashed == ["model.safetensors.part"]
@@ -450,18 +414,6 @@ def test_a_corrupt_cached_file_is_downloaded_again(monkeypatch, tmp_path, tiny_g
     target.write_bytes(tiny_gpt2[:-10])
     assert download_gpt2_weights("tiny-gpt2", tmp_path, progress=False).read_bytes() == tiny_gpt2
     assert server.ranges == [None]
-
-
-def test_offline_error_says_what_to_do(monkeypatch, tmp_path, tiny_gpt2) -> None:
-    def offline(request, timeout=None):
-        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    with pytest.raises(ConnectionError) as info:
-        download_gpt2_weights("tiny-gpt2", tmp_path, progress=False)
-    message = str(info.value)
-    assert message.startswith("could not reach huggingface.co: [Errno -3] Temporary failure in name resolution")
-    assert f"download model.safetensors by hand from {URL} into {tmp_path / 'tiny-gpt2'}" in message
 
 
 def test_an_http_error_is_reported(monkeypatch, tmp_path, tiny_gpt2) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 
 from shared.checks.common import correct, not_attempted
 from shared.dedup import lsh_probability
-from shared.toy_crawl import novel_passages
+from shared.toy_crawl import paragraph_passages
 
 SHOUTING_EXAMPLES = [  # (text, should the rule flag it?)
     ("BUY NOW!!! THE BEST PRICES ON ALL CLASSIC NOVELS. FREE DELIVERY TODAY ONLY.", True),
@@ -28,7 +28,7 @@ def check_exercise_9_1(shouting) -> None:
             f"shouting({text!r}) returned {got}, expected {expected}: count the capitals among the letters only "
             "(str.isalpha, str.isupper), and say True only when they are more than half of the letters."
         )
-    passages = novel_passages("emma")
+    passages = paragraph_passages("emma")
     flagged = [p for p in passages if shouting(p)]
     assert not flagged, f"the rule flags {len(flagged)} genuine passages of Emma, e.g. {flagged[0][:80]!r}"
     correct("9.1", f"none of Emma's {len(passages)} passages is flagged; shouted adverts are.")
