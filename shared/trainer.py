@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from shared import distributed
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -507,6 +506,10 @@ class Trainer:
 
         On Ctrl-C it saves the step it reached and raises KeyboardInterrupt again: resume continues it.
         """
+        # tqdm.auto draws a widget in Jupyter; imported here, as pretraining.train_model does, because importing
+        # it in a notebook without ipywidgets warns, and a notebook may import this module without training.
+        from tqdm.auto import tqdm
+
         c = self.config
         if self.total_steps is None:
             self.calibrate_steps()

@@ -131,3 +131,17 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError):
         write_token_file(tmp_path / "c.bin", broken(), get_gpt2_tokenizer())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sidecar_written_before_the_one_tokenizer_description_still_opens(tmp_path, austen_tokenizer):
+    """Older sidecars named the tokenizer with "name" where checkpoints and new sidecars say "kind"."""
+    token_file = write_token_file(tmp_path / "old.bin", DOCUMENTS, austen_tokenizer)
+    sidecar = tmp_path / "old.bin.json"
+    header = json.loads(sidecar.read_text())
+    assert header["tokenizer"]["kind"] == "bpe" and header["tokenizer"]["vocab_size"] == 4096
+    header["tokenizer"] = {"name": "bpe", "vocab_size": 4096, "json": header["tokenizer"]["json"]}
+    sidecar.write_text(json.dumps(header))
+    reopened = open_token_file(tmp_path / "old.bin")
+    assert reopened.tokenizer_name == "bpe"
+    assert reopened.load_tokenizer().encode("Emma was") == austen_tokenizer.encode("Emma was")
+    assert reopened.tokens.tolist() == token_file.tokens.tolist()

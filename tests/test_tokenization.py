@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import regex
+import tiktoken
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -405,3 +406,47 @@ def test_special_tokens_with_whitespace_are_refused():
         BPETokenizer(special_tokens=["<|end of text|>"])
     with pytest.raises(ValueError, match="non-empty"):
         BPETokenizer.train("some text", 300, special_tokens=[""])
+
+
+# -- one interface and one description for every tokenizer the package trains with ----------------------
+
+
+def test_gpt2s_encoding_and_bpe_satisfy_the_tokenizer_protocol_and_the_book_tokenizers_do_not():
+    from shared.tokenization import Tokenizer
+
+    bpe = BPETokenizer.train("the cat sat on the mat " * 20, 270, special_tokens=["<|endoftext|>"])
+    gpt2 = get_gpt2_tokenizer()
+    assert isinstance(bpe, Tokenizer) and isinstance(gpt2, Tokenizer) and isinstance(gpt2, tiktoken.Encoding)
+    assert gpt2.vocab_size == gpt2.n_vocab == 50257
+    assert not isinstance(SimpleTokenizerV1({"a": 0}), Tokenizer)
+
+
+def test_a_description_rebuilds_the_same_tokenizer_and_older_forms_still_load():
+    from shared.tokenization import describe_tokenizer, tokenizer_from_description
+
+    bpe = BPETokenizer.train("the cat sat on the mat " * 20, 270, special_tokens=["<|endoftext|>"])
+    text = "the mat sat<|endoftext|>on the cat"
+    for description in (describe_tokenizer(bpe),
+                        {"kind": "bpe", "json": bpe.to_json()},  # checkpoints before the one description
+                        {"name": "bpe", "vocab_size": bpe.vocab_size, "json": bpe.to_json()}):  # old sidecars
+        rebuilt = tokenizer_from_description(json.loads(json.dumps(description)))
+        assert rebuilt.encode(text, allowed_special="all") == bpe.encode(text, allowed_special="all")
+    assert describe_tokenizer(get_gpt2_tokenizer()) == {"kind": "gpt2", "vocab_size": 50257}
+    plain = tiktoken.Encoding("gpt2", pat_str=GPT2_SPLIT_PATTERN, special_tokens={"<|endoftext|>": 50256},
+                              mergeable_ranks=load_tiktoken_ranks(GPT2_RANKS_PATH))
+    assert describe_tokenizer(plain)["kind"] == "gpt2"  # the book's tiktoken.get_encoding("gpt2") counts too
+    assert tokenizer_from_description({"name": "gpt2"}) is get_gpt2_tokenizer()
+    with pytest.raises(ValueError, match="cannot be rebuilt .*'sentencepiece'.*only 'bpe'"):
+        tokenizer_from_description({"kind": "sentencepiece"})
+    with pytest.raises(ValueError, match="cannot describe a SimpleTokenizerV1"):
+        describe_tokenizer(SimpleTokenizerV1({"a": 0}))
+
+
+def test_build_tokenizer_takes_gpt2_or_a_vocabulary_size():
+    from shared.tokenization import build_tokenizer, vocab_size_of
+
+    assert build_tokenizer("gpt2", "") is get_gpt2_tokenizer()
+    assert vocab_size_of(build_tokenizer("270", "the cat sat on the mat " * 20)) <= 270
+    with pytest.raises(ValueError, match="tokenizer 'big': use 'gpt2' or a vocabulary size"):
+        build_tokenizer("big", "text")
+    assert vocab_size_of(object()) is None
