@@ -8,6 +8,7 @@ and stopping at <|endoftext|>.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -40,7 +41,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=0.95, help="sample within this probability mass (1 = all)")
     p.add_argument("--seed", type=int, help="for repeatable samples")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_new_tokens < 1:
+        p.error(f"--max-new-tokens {args.max_new_tokens}: ask for at least 1 token, e.g. 200")
+    if not (args.temperature >= 0 and math.isfinite(args.temperature)):  # NaN fails both comparisons
+        p.error(f"--temperature {args.temperature}: use 0 (greedy) or a positive number, e.g. 0.8")
+    if args.top_k < 0:
+        p.error(f"--top-k {args.top_k}: use 0 (all tokens) or a positive count, e.g. 50")
+    if not 0 < args.top_p <= 1:  # NaN fails too
+        p.error(f"--top-p {args.top_p}: use a probability mass in (0, 1], e.g. 0.95 (1 = all tokens)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

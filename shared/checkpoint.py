@@ -5,10 +5,16 @@ moments, the random generators' states) are stored as safetensors; the rest (con
 optimizer hyperparameters, anything the caller adds) as JSON in the file's metadata. Nothing is
 unpickled on load, so a checkpoint from an untrusted source cannot run code. Files are written to a
 temporary name and renamed, so an interrupted save never leaves a half-written checkpoint.
+
+Two guards keep a checkpoint trustworthy: `save_checkpoint` refuses weights or optimizer state that
+hold NaN or infinity (so a diverged run never replaces good work), and every file carries a
+SHA-256 of its tensors that `read_checkpoint` verifies (so a flipped bit is an error, not silently
+wrong weights). Files written before the hash existed still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -23,6 +29,10 @@ from shared.files import atomic_path
 
 FORMAT = "llm-from-scratch-checkpoint"
 VERSION = 1
+
+
+class NonFiniteError(ValueError):
+    """Tensors hold NaN or infinity: a diverged run, or a corrupt file."""
 
 
 @dataclass
@@ -73,12 +83,30 @@ def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """One SHA-256 over every tensor's name, dtype, shape and bytes, in name order: what a checkpoint's
+    integrity check compares."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold NaN or infinity."""
+    return [name for name, tensor in tensors.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     *, step: int = 0, config: dict | None = None, extra: dict | None = None) -> Path:
     """Write model (and optimizer) state, `step`, RNG states, `config` and `extra` to `path`, atomically.
 
     `config` defaults to `model.cfg` (GPTModel keeps its config there); `extra` is any JSON-able dict,
-    e.g. the training command's settings or the tokenizer.
+    e.g. the training command's settings or the tokenizer. Weights or optimizer state holding NaN or
+    infinity raise `NonFiniteError` and leave any file at `path` as it was.
     """
     path = Path(path)
     config = dict(config if config is not None else getattr(model, "cfg", {}))
@@ -89,6 +117,11 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
         optimizer_tensors, optimizer_json = _optimizer_tensors(optimizer)
         tensors.update(optimizer_tensors)
         metadata["optimizer"] = json.dumps(optimizer_json)
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise NonFiniteError(f"refusing to save step {step} to {path}: {len(bad)} tensor(s) hold NaN or infinity "
+                             f"(e.g. {', '.join(bad[:3])}). The run diverged; "
+                             + ("the previous checkpoint there is kept." if path.exists() else "nothing was written."))
     rng_tensors, python_rng = _rng_states()
     tensors.update(rng_tensors)
     metadata["python_rng"] = json.dumps(python_rng)
@@ -107,9 +140,12 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.
 
 
 def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """safetensors to a temporary name, flushed to disk, then renamed: never a half-written file."""
+    """safetensors to a temporary name, flushed to disk, then renamed: never a half-written file.
+    The tensors' SHA-256 goes into the metadata, for `read_checkpoint` to verify."""
+    tensors = _plain(tensors)
+    metadata = {**metadata, "tensors_sha256": tensors_sha256(tensors)}
     with atomic_path(path) as tmp:
-        save_file(_plain(tensors), tmp, metadata=metadata)
+        save_file(tensors, tmp, metadata=metadata)
     return path
 
 
@@ -144,6 +180,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if metadata.get("version") != str(VERSION):
         raise ValueError(f"{path} has checkpoint version {metadata.get('version')}; this code reads version "
                          f"{VERSION}.")
+    expected = metadata.get("tensors_sha256")  # absent in files written before the check existed
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise ValueError(f"{path} is corrupt: its tensors do not match the SHA-256 saved with them (a changed or "
+                         "damaged file). Use another checkpoint, e.g. an earlier copy.")
+    missing = [key for key in ("config", "step", "extra") if key not in metadata]
+    if missing:
+        raise ValueError(f"{path} lacks the metadata {', '.join(missing)}: it was not written by save_checkpoint.")
     return tensors, metadata
 
 
@@ -157,6 +200,10 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
     """
     tensors, metadata = read_checkpoint(path)
     config = json.loads(metadata["config"])
+    bad = non_finite_tensors({k: t for k, t in tensors.items() if k.startswith(("model.", "optimizer."))})
+    if bad and (model is not None or optimizer is not None):
+        raise NonFiniteError(f"{path} holds NaN or infinity in {len(bad)} tensor(s) (e.g. {', '.join(bad[:3])}): "
+                             "it was saved from a diverged run or is corrupt. Use an earlier checkpoint.")
     if model is not None:
         model_config = getattr(model, "cfg", None)
         if model_config is not None and _config_mismatch(config, dict(model_config)):
@@ -164,7 +211,12 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module | None = Non
                              + "\n  ".join(_config_mismatch(config, dict(model_config)))
                              + "\nBuild the model with the checkpoint's config (its .config), then load.")
         weights = {key[len("model."):]: t for key, t in tensors.items() if key.startswith("model.")}
-        model.load_state_dict(weights, strict=True)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as err:  # names or shapes that do not fit, though the config matched
+            detail = " ".join(str(err).split())[:300]
+            raise ValueError(f"{path}'s tensors do not fit a model of its own config ({detail}): the file is "
+                             "corrupt or was edited. Use another checkpoint.") from None
     if optimizer is not None:
         if "optimizer" not in metadata:
             raise ValueError(f"{path} holds no optimizer state (it was saved without an optimizer).")

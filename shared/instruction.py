@@ -74,16 +74,19 @@ def load_instruction_data(path: str | os.PathLike = INSTRUCTION_DATA_PATH) -> li
                                 "`python -m shared.instruction_data`.")
     if path.resolve() == INSTRUCTION_DATA_PATH.resolve():
         text = read_shipped_file(INSTRUCTION_DATA).decode("utf-8")  # refuses a corrupt or edited file
-    else:
-        text = path.read_text(encoding="utf-8")
-    return validate_instruction_data(json.loads(text), str(path))
+        return validate_instruction_data(json.loads(text), str(path))
+    return _read_checked_json(path)
 
 
 def _read_checked_json(path: Path) -> list[dict]:
+    """A JSON file of instruction entries, checked; an error names the file and what is wrong with it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}).") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as UTF-8 "
+                         "JSON.") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}).") from None
     return validate_instruction_data(data, str(path))
 
 

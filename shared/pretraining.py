@@ -178,8 +178,9 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def _check_decoding(temperature, top_k, top_p) -> None:
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} is negative: use 0.0 for greedy decoding or a value > 0.")
+    if not (temperature >= 0 and math.isfinite(temperature)):  # NaN fails both comparisons
+        raise ValueError(f"temperature={temperature} is not a number >= 0: use 0.0 for greedy decoding or a "
+                         "value > 0, e.g. 0.8.")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k={top_k}: keep at least 1 token, or pass None to keep them all.")
     if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -217,6 +218,8 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     Defined in section 5.3.3 of the book; the cache, `top_p` and batches that finish early are beyond it.
     """
     _check_decoding(temperature, top_k, top_p)
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} is negative: ask for 0 or more new tokens, e.g. 50.")
     finished = torch.zeros(idx.shape[0], 1, dtype=torch.bool, device=idx.device)  # produced eos_id yet?
 
     def pick_next_token(logits):

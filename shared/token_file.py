@@ -143,6 +143,15 @@ def open_token_file(path: str | os.PathLike) -> TokenFile:
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("dtype") != "uint16":
         raise ValueError(f"{sidecar} does not describe a uint16 token file (format {FORMAT!r}): "
                          "it was not written by write_token_file.")
+    for key, kind in (("num_tokens", int), ("num_documents", int), ("eot_id", int), ("vocab_size", int),
+                      ("tokenizer", dict)):
+        if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
+            raise ValueError(f"{sidecar} has {'no' if key not in header else 'a malformed'} {key!r} entry "
+                             f"(expected {kind.__name__}, found {header.get(key)!r}): the description is damaged. "
+                             "Write the token file again with write_token_file.")
+    if header["num_tokens"] < 0:
+        raise ValueError(f"{sidecar} says the file holds {header['num_tokens']} tokens: the description is damaged. "
+                         "Write the token file again with write_token_file.")
     expected_bytes = header["num_tokens"] * DTYPE.itemsize
     actual_bytes = path.stat().st_size
     if actual_bytes != expected_bytes:

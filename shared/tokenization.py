@@ -112,6 +112,9 @@ class SimpleTokenizerV2(SimpleTokenizerV1):
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
+# The pre-tokenization patterns a tokenizer file may name. A pattern is a small program for the regex engine,
+# and a crafted one can take exponential time on a short input, so files may only choose among these.
+KNOWN_PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN}
 # The last place where a whitespace character follows a non-whitespace one. GPT-2's pattern
 # always ends a piece there, whatever comes next, so a stream can be cut there safely.
 _LAST_SAFE_CUT = regex.compile(r"(?r)(?<=\S)\s")
@@ -328,6 +331,7 @@ class BPETokenizer:
         Special tokens in `allowed_special` become their ids; one in `disallowed_special` (by default
         every special token not allowed) raises an error; any other is encoded as ordinary text.
         """
+        _check_text(text)
         allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
         if disallowed:
             found = _special_regex(frozenset(disallowed)).search(text)
@@ -347,6 +351,7 @@ class BPETokenizer:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode `text` with every special token treated as ordinary text."""
+        _check_text(text)
         pieces = self._regex.findall(text)
         # Text repeats its words: run BPE once per distinct piece, then look the rest up.
         cache = self._cache
@@ -453,6 +458,11 @@ class BPETokenizer:
             merges = [tuple(str_to_token(part) for part in line.split(" ")) for line in data["merges"]]
             if any(len(merge) != 2 for merge in merges):
                 raise ValueError("a merge line does not hold exactly two tokens")
+            if data["pattern"] not in KNOWN_PATTERNS.values():
+                raise ValueError(f"its pre-tokenization pattern {data['pattern'][:60]!r} is not one of the known "
+                                 f"ones ({', '.join(KNOWN_PATTERNS)}); a pattern from a file is not run, since a "
+                                 "crafted one can hang the program. To use your own pattern, pass it in code: "
+                                 "BPETokenizer(vocab, merges, special_tokens, pattern)")
             return cls(vocab, merges, list(data["special_tokens"]), data["pattern"])
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{source} is not a valid tokenizer file written by BPETokenizer.save(): "
@@ -466,7 +476,12 @@ class BPETokenizer:
     def load(cls, path: str | os.PathLike) -> BPETokenizer:
         """Read a tokenizer written by `save`."""
         path = Path(path)
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a tokenizer file (not UTF-8 text): BPETokenizer.save() writes "
+                             "readable JSON. Load the file it wrote.") from None
+        return cls.from_json(text, source=str(path))
 
     @classmethod
     def from_tiktoken_ranks(
@@ -494,6 +509,13 @@ class BPETokenizer:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
                 f"special_tokens={list(self.special_tokens)})")
+
+
+def _check_text(text) -> None:
+    """Encoding takes text: bytes or anything else gets an error that says how to get text."""
+    if not isinstance(text, str):
+        hint = " Decode bytes first, e.g. data.decode('utf-8')." if isinstance(text, bytes | bytearray) else ""
+        raise TypeError(f"encode takes a str, not {type(text).__name__}.{hint}")
 
 
 def _merge_pair(word: list, pair: tuple, new_token) -> list:

@@ -16,11 +16,13 @@ process can load and resume.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from shared import distributed
+from shared.interrupts import Interrupted
 from shared.optimizers import OPTIMIZERS
-from shared.trainer import DEFAULT_PROMPT, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, train
+from shared.trainer import DEFAULT_PROMPT, PRECISIONS, RECIPES, SCHEDULES, TrainConfig, TrainingDiverged, train
 from shared.transformer import GPT2_CONFIGS
 
 
@@ -106,11 +108,16 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     try:
         result = train(config)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except Interrupted as stop:  # the trainer saved the run and said how to continue it
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a late second signal cannot change how the run ends
+            signal.signal(signum, signal.SIG_IGN)
+        raise SystemExit(stop.exit_code) from None
+    except TrainingDiverged as err:  # nothing saved over the last good checkpoint
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (ValueError, OSError) as err:  # bad data or settings, a busy, unwritable or full --out
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:  # the trainer saved the run and said how to continue it
-        raise SystemExit(130) from None
     if result.sample is not None and distributed.rank() == 0:
         print("\nsample:\n" + result.sample)
     distributed.shutdown()  # wait for every process, then leave the group (nothing to do in one process)

@@ -17,6 +17,7 @@ batch_size x accumulation_steps; rank 0 alone prints and writes checkpoints (`sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -32,9 +33,11 @@ from shared.dataloader import join_documents
 from shared.devices import pick_device
 from shared.evaluation import bits_per_byte, evaluate_text, loss_over_token_ids
 from shared.files import atomic_write_text
+from shared.interrupts import NAMES, Interrupted, StopRequests
 from shared.optimizers import OPTIMIZERS, make_optimizer
 from shared.pretraining import autocast, generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text
 from shared.pretraining import train_step as optimizer_step
+from shared.run_folder import RunLock, check_room, remove_orphan_temp_files
 from shared.scaling import flops_per_token
 from shared.token_file import (
     TokenFile,
@@ -155,6 +158,12 @@ class TrainConfig:
         for name in ("min_lr", "weight_decay", "max_norm"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}={getattr(self, name)} ({flag(name)}) must be 0 or more.")
+        if self.tokenizer != "gpt2" and not (self.tokenizer.isdigit() and int(self.tokenizer) >= 257):
+            raise ValueError(f"tokenizer={self.tokenizer!r} ({flag('tokenizer')}): use 'gpt2', or a vocabulary size of "
+                             "at least 257 (256 byte tokens and <|endoftext|>), e.g. 4096.")
+        if not self.prompt:
+            raise ValueError(f"prompt={self.prompt!r} ({flag('prompt')}) is empty: the sample needs a start, e.g. "
+                             f"{DEFAULT_PROMPT!r}.")
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate={self.drop_rate} ({flag('drop_rate')}) must be in [0, 1), e.g. 0.1.")
         self._check_distributed()
@@ -241,6 +250,10 @@ class TrainResult:
         return self.tokens_seen / max(self.train_seconds, 1e-9)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite: training stopped, the last good checkpoint is kept."""
+
+
 class _StateOnly:
     """Stands in for a model or optimizer whose full state was gathered: `save_checkpoint` only calls state_dict()."""
 
@@ -292,6 +305,12 @@ class Trainer:
         self.is_main = self.rank == 0
         self.evaluates = self.is_main or self.strategy == "fsdp"  # a sharded model needs every rank to run it
         self.precision = resolve_precision(c.precision, self.device)
+        if self.is_main:
+            check_room(self.out, 0)  # writable at all: found now, not after training
+            removed = remove_orphan_temp_files(self.out, (CHECKPOINT_NAME, "summary.json"))
+            if removed:
+                log(f"removed {len(removed)} half-written file(s) left in {self.out} by a run that was killed")
+        self.saved_step: int | None = None  # the step of the last checkpoint written or resumed from
         saved = self._saved_run()
         self._load_data(saved)
         self.cfg = saved["config"] if saved else c.model_config(self.tokenizer.vocab_size)
@@ -301,6 +320,8 @@ class Trainer:
                                  f"{self.cfg['context_length']} + 1. Add text, or lower --context-length.")
         log(f"tokens: {len(self.train_ids):,} for training, {len(self.val_ids):,} for validation")
         self._build_model()
+        if self.is_main:  # room for the checkpoint: weights plus at most two optimizer values per weight
+            check_room(self.out, 3 * sum(p.numel() * p.element_size() for p in self.model.parameters()))
         self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, c.max_steps, 0, 0.0
         self.refit_at = None  # the step at which a time-budgeted run checks its step count again
         self.history: list[dict] = []
@@ -346,6 +367,10 @@ class Trainer:
         else:
             log(f"building the tokenizer ({c.tokenizer})")
             self.tokenizer = build_tokenizer(c.tokenizer, "\n".join(t for _, t in self.corpus.train))
+            if c.tokenizer != "gpt2" and self.tokenizer.vocab_size < int(c.tokenizer):
+                raise ValueError(f"--tokenizer {c.tokenizer}: the training text supports only "
+                                 f"{self.tokenizer.vocab_size:,} ids (it has no more pairs to merge). Use "
+                                 f"--tokenizer {self.tokenizer.vocab_size} or fewer, or train on more text.")
         self.train_ids = _encode(self.corpus.train, self.tokenizer)
         self.val_ids = _encode(self.corpus.val, self.tokenizer)
 
@@ -379,8 +404,17 @@ class Trainer:
             checkpoint = load_checkpoint(self.checkpoint_path, full_model, full_optimizer, restore_rng=True)
             distributed.load_full_state_dicts(self.model, self.optimizer, full_model.state_dict(),
                                               full_optimizer.state)
-        self.step = checkpoint.step
+        self.step = self.saved_step = checkpoint.step
         self.total_steps = saved["total_steps"]
+        c = self.config
+        if c.max_steps is not None and c.max_steps != self.total_steps:
+            raise ValueError(f"--resume with --max-steps {c.max_steps}, but the run was planned for "
+                             f"{self.total_steps:,} steps and its learning-rate schedule decays to that step; changing "
+                             f"it now would bend the schedule mid-run. Resume without --max-steps (or with "
+                             f"{self.total_steps}), or start a new run in another --out folder.")
+        if c.stop_at is not None and c.stop_at <= self.step:
+            raise ValueError(f"--stop-at {c.stop_at}, but the run already is at step {self.step:,}: stop at a later "
+                             "step, or leave --stop-at out to train to the end.")
         self.tokens_seen = saved["tokens_seen"]
         self.train_seconds = saved["train_seconds"]
         self.history = saved["history"]
@@ -402,6 +436,7 @@ class Trainer:
             model, optimizer = _StateOnly(model_state), _StateOnly(optimizer_state)
         if self.is_main:
             save_checkpoint(self.checkpoint_path, model, optimizer, step=self.step, config=self.cfg, extra=extra)
+        self.saved_step = self.step
 
     def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's micro-batches: rank r draws the stream's micro-batches r*A ... r*A + A - 1 (A = accumulation).
@@ -426,11 +461,26 @@ class Trainer:
     def one_step(self) -> float:
         """One optimizer step over this step's micro-batches; the mean loss over every rank's batches."""
         c = self.config
-        loss, _ = optimizer_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
-                                 lr=self.learning_rate(), max_norm=c.max_norm or None, precision=self.precision)
+        lr = self.learning_rate()
+        loss, norm = optimizer_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
+                                    lr=lr, max_norm=c.max_norm or None, precision=self.precision)
         self.step += 1
         self.tokens_seen += self.world_size * c.batch_size * c.accumulation_steps * self.cfg["context_length"]
-        return distributed.all_reduce_mean(loss, self.device)
+        loss = distributed.all_reduce_mean(loss, self.device)
+        if not math.isfinite(loss) or (norm is not None and not math.isfinite(norm)):
+            raise TrainingDiverged(self._diverged(loss, norm, lr))
+        return loss
+
+    def _diverged(self, loss: float, norm: float | None, lr: float) -> str:
+        """What went wrong at this step, what was kept, and what to change."""
+        c = self.config
+        what = f"the training loss became {loss}" if not math.isfinite(loss) else f"the gradient norm became {norm}"
+        kept = (f"the last checkpoint, step {self.saved_step:,} in {self.checkpoint_path}, is kept" if self.saved_step
+                else "no checkpoint was written")
+        rates = f"--lr {c.lr:g}" + (f" and --muon-lr {c.muon_lr:g}" if c.muon_lr is not None else "")
+        return (f"{what} at step {self.step:,} (learning rate {lr:.3g} there): the run diverged and stopped; {kept}. "
+                f"The usual cause is a learning rate too high: lower {rates} three to ten times and start a new run"
+                + (", or try --precision fp32" if self.precision == "bf16" else "") + ".")
 
     def calibrate_steps(self) -> None:
         """With a time budget: time a few steps (not kept), then fix the step count for the whole run.
@@ -504,7 +554,9 @@ class Trainer:
     def train(self) -> TrainResult:
         """Train to the last step (or `stop_at`), saving as it goes, then score the held-out text.
 
-        On Ctrl-C it saves the step it reached and raises KeyboardInterrupt again: resume continues it.
+        Ctrl-C or SIGTERM stops it after the step under way: it saves that step and raises `Interrupted`
+        (a KeyboardInterrupt), and resuming continues exactly as if it had not stopped. A loss that
+        becomes NaN or infinite raises `TrainingDiverged` without saving over the last checkpoint.
         """
         # tqdm.auto draws a widget in Jupyter; imported here, as pretraining.train_model does, because importing
         # it in a notebook without ipywidgets warns, and a notebook may import this module without training.
@@ -521,27 +573,35 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not c.progress or not self.is_main,
                    dynamic_ncols=True)
-        try:
+        with StopRequests(log) as stop, contextlib.closing(bar):
             while self.step < self.total_steps:
                 loss = self._timed_step(bar)
                 if (self.step % c.eval_every == 0 or self.step == self.total_steps) and self.evaluates:
                     self._evaluate(loss, bar)
                 if self.step % c.save_every == 0:
                     self.save()
+                if self._stop_requested(stop):  # between two steps: the checkpoint holds whole steps only
+                    bar.close()
+                    self.save()
+                    signum = stop.signal or 2
+                    message = (f"interrupted at step {self.step:,} ({NAMES.get(signum, signum)}): saved "
+                               f"{self.checkpoint_path}. Continue with the same command plus --resume.")
+                    log(message)
+                    raise Interrupted(message, signum)
                 if c.stop_at is not None and self.step >= c.stop_at and self.step < self.total_steps:
                     bar.close()
                     self.save()
                     log(f"stopped at step {self.step:,} (--stop-at): continue with the same command plus --resume.")
                     return self.result()
-        except KeyboardInterrupt:
             bar.close()
             self.save()
-            log(f"interrupted at step {self.step:,}: saved {self.checkpoint_path}. Continue with the same "
-                "command plus --resume.")
-            raise
-        bar.close()
-        self.save()
         return self.report()
+
+    def _stop_requested(self, stop: StopRequests) -> bool:
+        """Whether a signal asked this run to stop; across processes, whether any rank was asked (all stop)."""
+        if self.world_size == 1:
+            return stop.requested
+        return distributed.all_reduce_mean(float(stop.requested), self.device) > 0
 
     def _timed_step(self, bar) -> float:
         """One step, timed; at `refit_at`, the step count re-fitted to the pace so far."""
@@ -594,17 +654,14 @@ class Trainer:
                    "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg),
                    "wall_seconds": time.perf_counter() - self.started, "parameters": self.num_params,
                    "config": self.cfg, "args": asdict(self.config)}
-        sample = self.sample(120)
-        result = self.result(val_loss=val_loss, val_perplexity=summary["val_perplexity"],
-                             val_bits_per_byte=summary["val_bits_per_byte"], sample=sample, summary=summary)
-        if not self.is_main:
-            return result
-        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
-        log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
-            f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
-            f"{tokens_per_s:,.0f} tokens/s")
-        log(f"checkpoint: {self.checkpoint_path}  (talk to it: python -m shared.chat {self.checkpoint_path})")
-        return result
+        if self.is_main:  # written before sampling, so nothing that happens there can lose it
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+            log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
+                f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
+                f"{tokens_per_s:,.0f} tokens/s")
+            log(f"checkpoint: {self.checkpoint_path}  (talk to it: python -m shared.chat {self.checkpoint_path})")
+        return self.result(val_loss=val_loss, val_perplexity=summary["val_perplexity"],
+                           val_bits_per_byte=summary["val_bits_per_byte"], sample=self.sample(120), summary=summary)
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -614,4 +671,6 @@ def train(config: TrainConfig) -> TrainResult:
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train() takes a TrainConfig, not a {type(config).__name__}: train(TrainConfig(...)).")
-    return Trainer(config).train()
+    # One run per folder: rank 0 holds the lock for all the processes of a distributed run.
+    with RunLock(config.out) if distributed.rank() == 0 else contextlib.nullcontext():
+        return Trainer(config).train()

@@ -272,7 +272,11 @@ def load_gpt2_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no safetensors file at {path}; see download_gpt2_weights() to fetch one.")
-    return load_file(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable safetensors file ({err}): it is truncated, corrupt or another "
+                         "kind of file. Download it again (download_gpt2_weights deletes a bad copy).") from None
 
 
 def safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:

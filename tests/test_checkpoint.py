@@ -6,10 +6,11 @@ import random
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from shared import checkpoint as checkpoint_module
-from shared.checkpoint import export_weights, load_checkpoint, save_checkpoint
+from shared.checkpoint import NonFiniteError, export_weights, load_checkpoint, read_checkpoint, save_checkpoint
 from shared.pretraining import train_step
 from shared.transformer import GPTModel
 
@@ -157,3 +158,60 @@ def test_exported_weights_load_without_the_optimizer_and_are_smaller(tmp_path, d
         assert torch.equal(b, expected), name
     with pytest.raises(ValueError, match="no optimizer state"):
         load_checkpoint(small, loaded, torch.optim.AdamW(loaded.parameters()))
+
+
+def rewrite(path, change_tensors=None, drop_metadata=()):
+    """Write the checkpoint at `path` again through safetensors alone, as an older or a tampered file would be."""
+    with safe_open(path, framework="pt") as f:
+        metadata = {k: v for k, v in f.metadata().items() if k not in drop_metadata}
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    if change_tensors:
+        change_tensors(tensors)
+    save_file(tensors, path, metadata=metadata)
+
+
+def test_non_finite_weights_are_never_saved_over_a_good_checkpoint(tmp_path):
+    model, optimizer = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, optimizer, step=1)
+    before = path.read_bytes()
+    with torch.no_grad():
+        model.trf_blocks[1].att.W_query.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"refusing to save step 2 .*trf_blocks\.1\.att\.W_query.*previous "
+                                             "checkpoint there is kept"):
+        save_checkpoint(path, model, optimizer, step=2)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+
+
+def test_a_flipped_bit_is_found_by_the_tensors_checksum(tmp_path):
+    model, _ = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40  # one bit of the last tensor stored: the file still parses
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="is corrupt: its tensors do not match the SHA-256"):
+        load_checkpoint(path, make()[0])
+
+
+def test_a_checkpoint_from_before_the_checksum_still_loads_but_non_finite_weights_do_not(tmp_path):
+    model, _ = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model)
+    rewrite(path, drop_metadata=("tensors_sha256",))
+    loaded = make(seed=1)[0]
+    load_checkpoint(path, loaded)
+    assert torch.equal(loaded.tok_emb.weight, model.tok_emb.weight)
+
+    rewrite(path, change_tensors=lambda t: t["model.tok_emb.weight"].__setitem__((0, 0), float("inf")))
+    assert "tensors_sha256" not in read_checkpoint(path)[1]  # readable: the file itself is well formed
+    with pytest.raises(NonFiniteError, match="holds NaN or infinity in 1 tensor.*model.tok_emb.weight"):
+        load_checkpoint(path, make()[0])
+
+
+def test_a_config_that_does_not_describe_the_tensors_is_refused(tmp_path):
+    model, _ = make()
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, config={**CFG, "n_layers": 1})  # metadata says 1 layer, tensors hold 2
+    with pytest.raises(ValueError, match="tensors do not fit a model of its own config.*corrupt or was edited"):
+        load_checkpoint(path, GPTModel({**CFG, "n_layers": 1}))

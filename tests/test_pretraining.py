@@ -499,7 +499,7 @@ def test_eos_in_a_batch_pads_finished_rows_until_all_are_done():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperature": -1.0}, "temperature=-1.0 is negative"),
+    ({"temperature": -1.0}, "temperature=-1.0 is not a number >= 0"),
     ({"temperature": 1.0, "top_k": 0}, "top_k=0: keep at least 1 token"),
     ({"temperature": 1.0, "top_p": 0.0}, r"top_p=0.0 is not in \(0, 1\]"),
     ({"temperature": 1.0, "top_p": 1.5}, r"top_p=1.5 is not in \(0, 1\]"),
