@@ -247,6 +247,12 @@ def lr_at_step(step: int, *, peak_lr: float, warmup_steps: int, total_steps: int
 
     The schedule of appendix D's sections D.1 and D.2, which the book computes inside its loop.
     """
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} with total_steps={total_steps}: warmup needs 0 or more "
+                         "steps, fewer than the whole run, e.g. a tenth of it.")
+    if not (peak_lr > 0 and initial_lr >= 0 and min_lr >= 0):  # NaN fails these too
+        raise ValueError(f"peak_lr={peak_lr}, initial_lr={initial_lr}, min_lr={min_lr}: the peak must be positive "
+                         "and the others 0 or more, e.g. peak_lr=5e-4, initial_lr=1e-5, min_lr=1e-6.")
     if step < warmup_steps:
         return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
     decay_steps = max(total_steps - 1 - warmup_steps, 1)

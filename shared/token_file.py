@@ -175,6 +175,8 @@ def get_batch(tokens: np.ndarray, batch_size: int, context_length: int,
     Only the windows are read from disk; starts come from `torch.randint` with `generator`, so a
     seeded generator gives the same batches every run.
     """
+    if batch_size < 1 or context_length < 1:
+        raise ValueError(f"batch_size={batch_size} and context_length={context_length}: both must be at least 1.")
     if len(tokens) < context_length + 1:
         raise ValueError(f"the token file has {len(tokens):,} tokens; one window of context_length={context_length} "
                          f"needs {context_length + 1}. Use a smaller context_length or a larger corpus.")

@@ -639,6 +639,16 @@ class GPT2Encoding(tiktoken.Encoding):
         """Number of ids (tiktoken calls it `n_vocab`): 50,257 for GPT-2."""
         return self.n_vocab
 
+    def encode(self, text: str, **kwargs) -> list[int]:
+        """tiktoken's `encode`, with a clear error for bytes or other non-text input."""
+        _check_text(text)
+        return super().encode(text, **kwargs)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """tiktoken's `encode_ordinary`, with a clear error for non-text input."""
+        _check_text(text)
+        return super().encode_ordinary(text)
+
     def describe(self) -> dict:
         """GPT-2's tokenizer is rebuilt by name from the shipped rank file."""
         return {"kind": "gpt2", "vocab_size": self.n_vocab}

@@ -142,7 +142,7 @@ class TrainConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         if self.gpt2_size is not None:
             _check_choice("gpt2_size", self.gpt2_size, tuple(GPT2_CONFIGS))
-        if self.data is None and self.val_novel not in NOVELS:
+        if self.val_novel not in NOVELS:  # used only without `data`, but a wrong name is a mistake either way
             raise ValueError(f"val_novel={self.val_novel!r} ({flag('val_novel')}) is not one of the shipped novels: "
                              f"{', '.join(NOVELS)}.")
         if not 0 < self.val_fraction < 1:
