@@ -176,6 +176,20 @@ def test_a_second_run_into_a_busy_folder_is_refused_naming_the_first(tmp_path, t
     assert not (tmp_path / LOCK_NAME).exists()
 
 
+def test_two_concurrent_runs_of_the_command_into_one_folder(tmp_path, text_file, capsys):
+    first = start(["--data", str(text_file), *TINY, "--max-steps", "100000", "--out", str(tmp_path)])
+    try:
+        wait_for(first, "step")
+        with pytest.raises(SystemExit) as second:
+            main(["--data", str(text_file), *TINY, "--max-steps", "4", "--out", str(tmp_path)])
+        assert second.value.code == 2
+        assert f"another run is training into {tmp_path} (process {first.pid}" in capsys.readouterr().err
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    assert first.returncode == 130 and not (tmp_path / LOCK_NAME).exists()
+
+
 def test_the_lock_is_exclusive_and_released():
     import tempfile
 
