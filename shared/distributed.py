@@ -14,7 +14,7 @@ appendix-D loop into a distributed one without touching the model code:
 - `full_state_dicts` / `load_full_state_dicts` gather a whole, unsharded state for a checkpoint
   that a single process can load, and spread one back over the shards for resuming;
 - `memory_held` counts the bytes of parameters, gradients and optimizer state a process holds;
-- `shutdown()` waits for every process, then leaves the group.
+- `shutdown()` waits for every process, leaves the group and lets gloo's worker threads finish.
 
 Every collective waits at most `timeout_s` (default 300 s, or the LLM_DIST_TIMEOUT environment
 variable), so a process that is stuck or gone makes the others fail with an error instead of
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -208,8 +210,66 @@ def memory_held(model: nn.Module, optimizer) -> dict[str, int]:
             "optimizer": local_bytes(optimizer_tensors)}
 
 
+_GLOO_WORKER_THREAD = "pt_gloo_runloop"  # the name PyTorch gives the threads that run gloo's collectives
+
+
+def _gloo_worker_states() -> list[str] | None:
+    """The scheduler state of each gloo worker thread of this process ("R" runnable, "S" asleep, ...).
+
+    Read from /proc (Linux); None where there is no /proc to read.
+    """
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    states = []
+    for thread in threads:
+        try:
+            with open(f"/proc/self/task/{thread}/stat", encoding="utf-8", errors="replace") as file:
+                stat = file.read()  # "tid (name) state ..."
+        except OSError:  # the thread has just ended
+            continue
+        if stat[stat.find("(") + 1 : stat.rfind(")")] == _GLOO_WORKER_THREAD:
+            states.append(stat[stat.rfind(")") + 2 : stat.rfind(")") + 3])
+    return states
+
+
+def _let_gloo_workers_finish(timeout_s: float = 2.0, quiet_checks: int = 3, pause_s: float = 0.01) -> None:
+    """Wait, with the GIL released, until no gloo worker thread has anything left to run (at most `timeout_s`).
+
+    A collective returns as soon as its result is ready; the gloo worker thread that ran it frees the
+    work, and with it the work's tensors, a moment later (a barrier's work even holds on to the
+    collective before it). Freeing a tensor that also has a Python object takes the GIL, and Python
+    3.11 ends a thread that asks for the GIL while the interpreter shuts down by unwinding it, through
+    PyTorch's C++ destructors, which aborts the process ("terminate called without an active
+    exception", SIGABRT). destroy_process_group() does not stop these threads while anything still
+    holds the group (after DistributedDataParallel something does, even once the wrapper is freed;
+    under FSDP, DTensor's caches do), so a process that exits right after its last collective loses
+    this race now and then on a busy machine. Here the threads get the CPU and the GIL until
+    `quiet_checks` checks in a row find none of them runnable; without /proc, a fixed pause.
+    """
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while quiet < quiet_checks and time.monotonic() < deadline:
+        time.sleep(pause_s)  # gives up the GIL and the CPU to a worker that still needs them
+        states = _gloo_worker_states()
+        if states is None:
+            time.sleep(0.2)
+            return
+        quiet = 0 if "R" in states else quiet + 1
+
+
 def shutdown() -> None:
-    """Wait for every process, then leave the group (without the barrier, gloo can abort at exit)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    """Wait for every process, leave the group, let gloo's threads finish and flush the output.
+
+    Call it once, at the end of a run that went well. After an error, do not: another process may still
+    be inside a collective with this one; let the error end the process, and torchrun ends the others.
+    """
+    try:
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # no process leaves while another still needs it for a collective
+            dist.destroy_process_group()
+            _let_gloo_workers_finish()  # see there: a gloo thread still busy as Python exits aborts the process
+    finally:
+        sys.stdout.flush()  # what was printed reaches the log even if teardown goes wrong
+        sys.stderr.flush()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import timedelta
 
 import torch
@@ -141,6 +142,7 @@ def main(num_epochs: int, lr: float, batch_size: int) -> None:
         print(f"Test accuracy {test_acc:.2f}", flush=True)
     dist.barrier()  # let every rank finish before the group is torn down
     dist.destroy_process_group()
+    time.sleep(0.2)  # let gloo's threads release the last tensors: one still at it as Python exits aborts the run
 
 
 if __name__ == "__main__":

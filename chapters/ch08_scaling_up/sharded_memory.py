@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
+from shared.distributed import shutdown
 from shared.memory import estimate_memory, measure_training_state
 from shared.transformer import GPTModel
 
@@ -87,8 +88,7 @@ def main() -> None:
                 "estimate": {"parameters": estimate.parameters, "gradients": estimate.gradients,
                              "optimizer_state": estimate.optimizer_state},
             }), flush=True)
-    dist.barrier()  # without it, a process that finishes first can tear the group down under the others
-    dist.destroy_process_group()
+    shutdown()  # wait for the other ranks, leave the group, and let gloo's threads finish before Python exits
 
 
 if __name__ == "__main__":
