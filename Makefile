@@ -16,8 +16,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
+# Jupyter refuses to start as root (containers, cloud VMs) unless told it is meant.
+LAB_ROOT_FLAG = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
+# `make lab` opens the project (chapters/, solutions/); `make lab NB=chapters/ch04_gpt_model/ch04.ipynb` opens one notebook.
 lab: install
-	$(BIN)/jupyter lab chapters/
+	@if [ -n "$(NB)" ] && [ ! -e "$(NB)" ]; then \
+		echo "NB=$(NB) does not exist: give a notebook's path, e.g. NB=chapters/ch04_gpt_model/ch04.ipynb (ls chapters/*/*.ipynb lists them)."; \
+		exit 1; fi
+	$(BIN)/jupyter lab $(LAB_ROOT_FLAG) --ServerApp.root_dir=. $(NB)
 
 test: install
 	$(BIN)/python -m pytest --nbval chapters solutions tests
@@ -44,9 +51,8 @@ clean:
 sync: install
 	$(BIN)/python tools/sync_notebooks.py $(ARGS)
 
-# Re-run every notebook top to bottom and store its outputs (do this before committing a notebook).
+# Re-run every notebook top to bottom and store its outputs (do this before committing a notebook);
+# it prints each one's wall time against its budget. `make notebooks ARGS=chapters/ch04_gpt_model/ch04.ipynb`
+# re-runs only the notebooks named.
 notebooks: install
-	for nb in chapters/*/*.ipynb solutions/*.ipynb; do \
-		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-			--ExecutePreprocessor.record_timing=False "$$nb" || exit 1; \
-	done
+	$(BIN)/python benchmarks/notebook_times.py --write $(ARGS)
