@@ -81,7 +81,7 @@ LAYERS = [
     ["files", "devices", "interrupts", "run_folder"],
     ["tokenization", "corpus", "dataloader", "token_file", "text_cleaning", "dedup", "toy_crawl", "multiple_choice",
      "data"],
-    ["attention", "transformer", "fast_linear", "lora", "weights"],
+    ["attention", "transformer", "fast_linear", "lora", "weights", "modern_blocks", "llama3", "qwen3"],
     ["pretraining", "optimizers", "checkpoint", "distributed", "memory", "evaluation", "scaling", "trainer"],
     ["pretrained", "classification", "instruction"],
     ["checks"],
