@@ -227,3 +227,20 @@ def apply_activation_checkpointing(model: nn.Module, every: int = 1) -> nn.Modul
         if not isinstance(blocks[i], CheckpointedBlock):
             blocks[i] = CheckpointedBlock(blocks[i])
     return model
+
+
+# -- inference -------------------------------------------------------------------------------------
+
+def kv_cache_bytes(cfg: dict, num_tokens: int, batch_size: int = 1, bytes_per_value: int = 2) -> int:
+    """Bytes of a key-value cache holding `num_tokens` tokens for each of `batch_size` sequences.
+
+    Every layer stores a key and a value vector per key/value head: `n_kv_groups` heads in grouped-
+    query attention (chapter 12), `n_heads` in multi-head attention (a `GPTModel` config), each of
+    `head_dim` (default `emb_dim / n_heads`) numbers of `bytes_per_value` bytes (2 for bf16).
+    """
+    for name, value in (("num_tokens", num_tokens), ("batch_size", batch_size), ("bytes_per_value", bytes_per_value)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: it must be a whole number of at least 1.")
+    kv_heads = cfg.get("n_kv_groups", cfg["n_heads"])
+    head_dim = cfg.get("head_dim") or cfg["emb_dim"] // cfg["n_heads"]
+    return 2 * cfg["n_layers"] * kv_heads * head_dim * bytes_per_value * num_tokens * batch_size

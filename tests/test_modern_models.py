@@ -235,3 +235,16 @@ def test_generation_past_the_context_is_refused_clearly():
     model = Qwen3Model({**SMALL, "context_length": 8, "head_dim": 8, "qk_norm": True})
     with pytest.raises(ValueError, match="9 tokens exceed context_length=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_kv_cache_bytes_counts_what_a_real_cache_holds():
+    from shared.memory import kv_cache_bytes
+
+    cfg = ORACLE_CONFIGS["qwen3-head-dim-10"]
+    model = Qwen3Model(cfg)
+    cache = KVCache(cfg["n_layers"], max_length=20)
+    model(torch.zeros(2, 7, dtype=torch.long), kv_cache=cache)
+    held = sum(t.nbytes for t in cache.keys + cache.values)
+    assert held == kv_cache_bytes(cfg, num_tokens=20, batch_size=2, bytes_per_value=4)
+    with pytest.raises(ValueError, match="num_tokens=0"):
+        kv_cache_bytes(cfg, num_tokens=0)
