@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from shared.architectures import build_model
 from shared.checkpoint import load_checkpoint
 from shared.corpus import DATA_DIR, read_shipped_file
 from shared.tokenization import Tokenizer, tokenizer_from_description
@@ -22,13 +23,17 @@ AUSTEN_GPT = "models/austen-gpt.safetensors"  # under shared/data/, with its sha
 AUSTEN_GPT_PATH = DATA_DIR / AUSTEN_GPT
 
 
-def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[GPTModel, Tokenizer]:
-    """The model and tokenizer saved by `python -m shared.train` (or `train()`), in eval mode on `device`."""
+def load_trained_model(path: str | os.PathLike,
+                       device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Tokenizer]:
+    """The model and tokenizer saved by `python -m shared.train` (or `train()`), in eval mode on `device`.
+
+    The model is the architecture the checkpoint's config names (GPT-2's `GPTModel` unless it says
+    `arch` "llama3" or "qwen3"), so the return type is GPTModel or one of chapter 12's models."""
     checkpoint = load_checkpoint(path)  # reads the config and the extra data; the weights come next
     if "tokenizer" not in checkpoint.extra:
         raise ValueError(f"{path} holds no tokenizer: it was not written by `python -m shared.train`.")
     tokenizer = tokenizer_from_description(checkpoint.extra["tokenizer"], source=f"the tokenizer in {path}")
-    model = GPTModel(checkpoint.config)
+    model = build_model(checkpoint.config)
     load_checkpoint(path, model)
     return model.to(device).eval(), tokenizer
 

@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="with --data: the end of each file (or of the token file) held out")
     g.add_argument("--tokenizer", default="4096", help="'gpt2', or a vocabulary size to learn a BPE tokenizer")
     g = p.add_argument_group("model")
+    g.add_argument("--arch", default="gpt2", choices=("gpt2", "llama3", "qwen3"),
+                   help="gpt2: the book's GPTModel (chapter 4); llama3, qwen3: chapter 12's architectures at the same "
+                   "sizes (RMSNorm, RoPE, SwiGLU, grouped-query attention, tied head; qwen3 adds QK-norm)")
     g.add_argument("--config", dest="gpt2_size", metavar="SIZE",
                    help=f"start from a GPT-2 size: {', '.join(GPT2_CONFIGS)} (default: a small model)")
     g.add_argument("--n-layers", type=int)

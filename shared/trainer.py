@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from shared import distributed
+from shared.architectures import ARCHITECTURES, architecture_config, build_model, init_weights
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from shared.corpus import NOVELS, Corpus, build_corpus
 from shared.dataloader import join_documents
@@ -48,7 +49,7 @@ from shared.token_file import (
     split_token_file,
 )
 from shared.tokenization import Tokenizer, build_tokenizer, describe_tokenizer, tokenizer_from_description
-from shared.transformer import GPT2_CONFIGS, GPTModel, init_gpt2_style
+from shared.transformer import GPT2_CONFIGS
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 DEFAULT_PROMPT = "It is a truth universally acknowledged"
@@ -66,7 +67,7 @@ RECIPES = {
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 # The settings that define what a run trains: resuming with any of them changed would train something else.
-RUN_IDENTITY = ("data", "val_novel", "val_fraction", "tokenizer", "gpt2_size", "n_layers", "emb_dim", "n_heads",
+RUN_IDENTITY = ("data", "val_novel", "val_fraction", "tokenizer", "arch", "gpt2_size", "n_layers", "emb_dim", "n_heads",
                 "context_length", "seed", "batch_size", "accumulation_steps", "schedule", "optimizer")
 
 
@@ -90,6 +91,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # with `data`: the end of each file held out
     tokenizer: str = "4096"  # "gpt2", or the vocabulary size of a BPE learned from the training text
     # model
+    arch: str = "gpt2"  # "gpt2" (chapter 4), "llama3" or "qwen3" (chapter 12)
     gpt2_size: str | None = None  # start from a GPT-2 size ("gpt2", "gpt2-medium", ...); None: a small model
     n_layers: int | None = None
     emb_dim: int | None = None
@@ -140,8 +142,13 @@ class TrainConfig:
                 setattr(self, name, value)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("arch", self.arch, tuple(ARCHITECTURES))
         if self.gpt2_size is not None:
             _check_choice("gpt2_size", self.gpt2_size, tuple(GPT2_CONFIGS))
+        if self.arch != "gpt2" and (self.gpt2_size is not None or self.drop_rate is not None):
+            raise ValueError(f"arch={self.arch!r} ({flag('arch')}) has no GPT-2 sizes and no dropout: leave out "
+                             f"{flag('gpt2_size')} and {flag('drop_rate')}, and set sizes with --n-layers, --emb-dim, "
+                             "--n-heads and --context-length.")
         if self.val_novel not in NOVELS:  # used only without `data`, but a wrong name is a mistake either way
             raise ValueError(f"val_novel={self.val_novel!r} ({flag('val_novel')}) is not one of the shipped novels: "
                              f"{', '.join(NOVELS)}.")
@@ -185,13 +192,14 @@ class TrainConfig:
                              "ddp.")
 
     def model_config(self, vocab_size: int) -> dict:
-        """The GPTModel config: a GPT-2 size (`gpt2_size`) or the small default, with any sizes set here."""
+        """The model's config: a GPT-2 size (`gpt2_size`) or the small default, with any sizes set here, in the
+        keys of the architecture (`arch`)."""
         cfg = dict(GPT2_CONFIGS[self.gpt2_size]) if self.gpt2_size else dict(SMALL_MODEL)
         for key in ("context_length", "emb_dim", "n_heads", "n_layers", "drop_rate"):
             if getattr(self, key) is not None:
                 cfg[key] = getattr(self, key)
         cfg["vocab_size"] = vocab_size
-        return cfg
+        return architecture_config(self.arch, cfg)
 
     def changes_from(self, saved: dict) -> list[str]:
         """'--flag: saved X, now Y' for each setting of `RUN_IDENTITY` on which this config and a saved one differ.
@@ -199,7 +207,7 @@ class TrainConfig:
         `saved` is what a checkpoint stored (`asdict` of the config it was trained with); runs saved
         before these names existed called `gpt2_size` "config" and always used AdamW.
         """
-        saved = {"optimizer": "adamw", **saved}
+        saved = {"optimizer": "adamw", "arch": "gpt2", **saved}
         if "gpt2_size" not in saved and "config" in saved:
             saved["gpt2_size"] = saved["config"]
         return [f"{flag(k)}: saved {saved.get(k)!r}, now {getattr(self, k)!r}"
@@ -376,8 +384,8 @@ class Trainer:
 
     def _build_model(self) -> None:
         torch.manual_seed(self.config.seed)
-        self.model = GPTModel(self.cfg)
-        init_gpt2_style(self.model)
+        self.model = build_model(self.cfg)
+        init_weights(self.model)
         self.model.to(self.device)
         self.num_params = sum(p.numel() for p in self.model.parameters())
         if self.strategy == "fsdp":
@@ -400,7 +408,7 @@ class Trainer:
         if self.strategy != "fsdp":
             checkpoint = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
         else:
-            full_model, full_optimizer = GPTModel(self.cfg), _StateOnly({})
+            full_model, full_optimizer = build_model(self.cfg), _StateOnly({})
             checkpoint = load_checkpoint(self.checkpoint_path, full_model, full_optimizer, restore_rng=True)
             distributed.load_full_state_dicts(self.model, self.optimizer, full_model.state_dict(),
                                               full_optimizer.state)

@@ -79,9 +79,9 @@ def test_no_library_module_names_a_command_in_its_imports(name):
 # ARCHITECTURE.md's table: a module may import from its own layer or an earlier one.
 LAYERS = [
     ["files", "devices", "interrupts", "run_folder"],
-    ["tokenization", "corpus", "dataloader", "token_file", "text_cleaning", "dedup", "toy_crawl", "multiple_choice",
-     "data"],
-    ["attention", "transformer", "fast_linear", "lora", "weights", "modern_blocks", "llama3", "qwen3"],
+    ["tokenization", "modern_tokenizers", "corpus", "dataloader", "token_file", "text_cleaning", "dedup", "toy_crawl",
+     "multiple_choice", "data"],
+    ["attention", "transformer", "fast_linear", "lora", "weights", "modern_blocks", "llama3", "qwen3", "architectures"],
     ["pretraining", "optimizers", "checkpoint", "distributed", "memory", "evaluation", "scaling", "trainer"],
     ["pretrained", "classification", "instruction"],
     ["checks"],

@@ -284,6 +284,25 @@ def test_flops_per_token_matches_a_count_of_the_models_matrix_products():
     assert (6 * all_parameters + attention) / flops_per_token(cfg) > 1.2
 
 
+@pytest.mark.parametrize("arch, experts", [("llama3", 0), ("qwen3", 0), ("qwen3", 4)])
+def test_flops_per_token_counts_chapter_12_models_exactly(arch, experts):
+    """The same count for grouped-query attention, SwiGLU, QK-norm and a mixture of experts (2 of 4 chosen)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from shared.architectures import architecture_config, build_model
+    from shared.scaling import flops_per_token
+
+    cfg = architecture_config(arch, {"vocab_size": 500, "context_length": 64, "emb_dim": 48, "n_heads": 4,
+                                     "n_layers": 3})
+    if experts:
+        del cfg["hidden_dim"]
+        cfg.update(num_experts=experts, num_experts_per_tok=2, moe_intermediate_size=32)
+    ids = torch.randint(0, cfg["vocab_size"], (2, cfg["context_length"]))
+    with FlopCounterMode(display=False) as counter:
+        build_model(cfg)(ids).sum().backward()
+    assert flops_per_token(cfg) == counter.get_total_flops() / ids.numel()
+
+
 def test_each_optimizer_gets_its_own_tuned_defaults_and_flags_win():
     from shared.train import parse_args
 
@@ -303,3 +322,53 @@ def test_a_muon_lr_without_muon_or_below_zero_is_refused(argv, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert "(--muon-lr) sets Muon's peak learning rate: it needs optimizer 'muon'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["llama3", "qwen3"])
+def test_chapter_12_architectures_train_resume_exactly_and_load_back(arch, tmp_path, text_file, one_thread):
+    from shared.llama3 import Llama3Model
+    from shared.pretrained import load_trained_model
+    from shared.qwen3 import Qwen3Model
+
+    straight = train(tiny_config(text_file, tmp_path / "straight", arch=arch, max_steps=6))
+    assert straight.finished and straight.history[-1]["val_loss"] < straight.history[0]["val_loss"]  # it learns
+    config = json.loads(saved_metadata(tmp_path / "straight")["config"])
+    assert config["arch"] == arch and config["n_kv_groups"] == 1 and config["tie_embeddings"]
+    assert config.get("qk_norm", False) == (arch == "qwen3")
+
+    halves = tiny_config(text_file, tmp_path / "halves", arch=arch, max_steps=6, stop_at=3)
+    train(halves)
+    resumed = train(TrainConfig(**{**vars(halves), "stop_at": None, "resume": True}))
+    assert [(h["train_loss"], h["val_loss"]) for h in resumed.history] == \
+        [(h["train_loss"], h["val_loss"]) for h in straight.history]  # bit for bit
+
+    model, tokenizer = load_trained_model(straight.checkpoint)
+    assert type(model) is {"llama3": Llama3Model, "qwen3": Qwen3Model}[arch] and not model.training
+    assert model.out_head.weight is model.tok_emb.weight  # tied, as small Llama 3.2 and Qwen3 are
+    ids = torch.tensor([tokenizer.encode("It is a truth")])
+    assert model(ids).shape == (1, ids.shape[1], config["vocab_size"])
+
+    with pytest.raises(ValueError, match="--arch: saved 'gpt2', now '" + arch):  # a GPT-2 run is not continued as arch
+        gpt2 = tiny_config(text_file, tmp_path / "gpt2", max_steps=2)
+        train(gpt2)
+        train(TrainConfig(**{**vars(gpt2), "arch": arch, "resume": True}))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"arch": "mamba"}, "arch='mamba'.*gpt2, llama3, qwen3"),
+    ({"arch": "llama3", "gpt2_size": "gpt2"}, "no GPT-2 sizes and no dropout"),
+    ({"arch": "qwen3", "drop_rate": 0.1}, "no GPT-2 sizes and no dropout"),
+])
+def test_architecture_settings_that_cannot_train_are_refused(settings, message, tmp_path, text_file):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(text_file, tmp_path, **settings)
+
+
+def test_architecture_configs_divide_the_heads_into_kv_groups():
+    from shared.architectures import architecture_config, kv_groups
+
+    assert [kv_groups(n) for n in (1, 2, 3, 4, 5, 6, 12)] == [1, 1, 1, 2, 1, 3, 6]
+    sizes = {"vocab_size": 300, "context_length": 32, "emb_dim": 60, "n_heads": 5, "n_layers": 1, "drop_rate": 0.0}
+    assert architecture_config("gpt2", sizes) == sizes  # GPT-2 configs are unchanged (no "arch" key)
+    qwen = architecture_config("qwen3", sizes)
+    assert (qwen["n_kv_groups"], qwen["head_dim"], qwen["hidden_dim"]) == (1, 12, 160)
