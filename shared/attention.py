@@ -1,9 +1,9 @@
 """Chapter 3's attention modules, from a single self-attention head to efficient multi-head attention.
 
 `SelfAttention_v1`, `SelfAttention_v2`, `CausalAttention` and `MultiHeadAttentionWrapper` are the
-book's steps; `MultiHeadAttention` is the finished module the GPT model uses. Beyond the book it can
-run PyTorch's fused `scaled_dot_product_attention` (same result, less memory) and it can attend over
-a `KVCache`, so that generation feeds in only the newest token instead of the whole context.
+book's steps; `MultiHeadAttention` is the finished module the GPT model uses. Beyond the book it checks its sizes, it
+can run PyTorch's fused `scaled_dot_product_attention` (same result, less memory; see `attend`) and it
+can attend over a `KVCache`, so that generation feeds in only the newest token instead of the whole context.
 """
 
 from __future__ import annotations
@@ -142,13 +142,32 @@ class KVCache:
         self.length += num_tokens
 
 
+def attend(queries, keys, values, mask, dropout: nn.Dropout, use_sdpa: bool = False) -> torch.Tensor:
+    """Each head's context vectors: softmax(queries @ keys^T / sqrt(head_dim)), masked and dropped out, @ values.
+
+    The tensors are (b, num_heads, tokens, head_dim); `mask` is True where a query must not look.
+    `use_sdpa=True` hands the same computation to PyTorch's fused `scaled_dot_product_attention`.
+
+    The explicit steps are section 3.6.2 of the book; `use_sdpa` is beyond it.
+    """
+    if use_sdpa:
+        causal = mask.shape[0] == mask.shape[1]  # nothing cached: the plain causal mask, PyTorch's fastest path
+        return F.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=None if causal else ~mask, is_causal=causal,
+            dropout_p=dropout.p if dropout.training else 0.0,
+        )
+    attn_scores = queries @ keys.transpose(2, 3)  # dot product for each head
+    attn_scores = attn_scores.masked_fill(mask, -torch.inf)
+    attn_weights = torch.softmax(attn_scores / queries.shape[-1] ** 0.5, dim=-1)
+    attn_weights = dropout(attn_weights)
+    return attn_weights @ values  # (b, num_heads, num_tokens, head_dim)
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one weight matrix per projection, split into heads.
 
-    `use_sdpa=True` computes the same thing with PyTorch's fused `scaled_dot_product_attention`;
-    `kv_cache` (with this block's `layer` index) lets generation attend over earlier tokens' keys.
-
-    Defined in section 3.6.2 of the book; `use_sdpa` and `kv_cache` are beyond it.
+    Defined in section 3.6.2 of the book. Beyond it: clear errors, `use_sdpa=True` (PyTorch's fused kernel,
+    see `attend`) and `kv_cache` (with this block's `layer` index): generation attends over cached keys.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, use_sdpa=False):
@@ -158,7 +177,7 @@ class MultiHeadAttention(nn.Module):
                              f"d_out / num_heads dimensions. Pick a d_out that is a multiple of {num_heads}.")
         self.d_out = d_out
         self.num_heads = num_heads
-        self.head_dim = d_out // num_heads  # reduce the projection dim to match desired output dim
+        self.head_dim = d_out // num_heads  # each head gets an equal share of d_out
         self.context_length = context_length
         self.use_sdpa = use_sdpa
 
@@ -167,8 +186,7 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)  # combines the heads' outputs
         self.dropout = nn.Dropout(dropout)
-        # True above the diagonal: the future positions each token must not see. Not saved with
-        # the weights (persistent=False): it is rebuilt from context_length.
+        # True above the diagonal: the future each token must not see. Rebuilt, not saved (persistent=False).
         self.register_buffer("mask", torch.triu(torch.ones(context_length, context_length), diagonal=1).bool(),
                              persistent=False)
 
@@ -187,20 +205,7 @@ class MultiHeadAttention(nn.Module):
             keys, values = kv_cache.update(layer, keys, values)
         # Rows: the new tokens' positions; columns: every position they may look back to.
         mask = self.mask[start : start + num_tokens, : start + num_tokens]
-
-        if self.use_sdpa:
-            causal = start == 0  # a plain causal mask, which lets PyTorch pick its fastest kernel
-            context_vec = F.scaled_dot_product_attention(
-                queries, keys, values, attn_mask=None if causal else ~mask, is_causal=causal,
-                dropout_p=self.dropout.p if self.training else 0.0,
-            )
-        else:
-            attn_scores = queries @ keys.transpose(2, 3)  # dot product for each head
-            attn_scores = attn_scores.masked_fill(mask, -torch.inf)
-            attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
-            attn_weights = self.dropout(attn_weights)
-            context_vec = attn_weights @ values  # (b, num_heads, num_tokens, head_dim)
-
+        context_vec = attend(queries, keys, values, mask, self.dropout, self.use_sdpa)
         # Combine heads: (b, num_tokens, num_heads, head_dim) -> (b, num_tokens, d_out)
         context_vec = context_vec.transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
         return self.out_proj(context_vec)

@@ -121,6 +121,21 @@ def random_split(df: pd.DataFrame, train_frac: float, validation_frac: float,
 # -- 6.3 data loaders: every text padded to the same length ----------------------------------------------
 
 
+def _read_table(csv_file, text_column: str, label_column: str) -> tuple[pd.DataFrame, str]:
+    """The CSV file (or DataFrame) and its name for error messages; it must have both columns, rows and texts."""
+    data = csv_file if isinstance(csv_file, pd.DataFrame) else pd.read_csv(csv_file)
+    source = "the DataFrame" if isinstance(csv_file, pd.DataFrame) else str(csv_file)
+    missing = [c for c in (text_column, label_column) if c not in data.columns]
+    if missing:
+        raise KeyError(f"{source} has no column {missing[0]!r}; its columns are {list(data.columns)}.")
+    if len(data) == 0:
+        raise ValueError(f"{source} has no rows: there is nothing to classify.")
+    for row, text in enumerate(data[text_column].tolist()):
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"row {row} of {source} has no text ({text!r}); remove it or fill it in.")
+    return data, source
+
+
 def _pad_id(tokenizer, pad_token_id: int | None) -> int:
     """`pad_token_id`, or by default the tokenizer's `<|endoftext|>` id; checked against the vocabulary."""
     if pad_token_id is None:
@@ -134,31 +149,37 @@ def _pad_id(tokenizer, pad_token_id: int | None) -> int:
     return pad_token_id
 
 
+def _check_labels(labels: list, num_classes: int | None, source: str) -> list[int]:
+    """The labels as ints, or a clear error naming the first one that is not a class index."""
+    checked = []
+    for row, label in enumerate(labels):
+        whole_number = isinstance(label, int) or isinstance(label, float) and label.is_integer()  # 1.0 is fine
+        if isinstance(label, bool) or not whole_number:
+            raise ValueError(f"row {row} of {source} has the label {label!r}; labels must be class numbers "
+                             "0, 1, 2, ...: map names to numbers first, e.g. df['Label'].map({'ham': 0, 'spam': 1}).")
+        label = int(label)
+        if label < 0 or num_classes is not None and label >= num_classes:
+            classes = f"0 to {num_classes - 1}" if num_classes is not None else "0 or more"
+            raise ValueError(f"row {row} of {source} has the label {label}, outside the classes {classes}.")
+        checked.append(label)
+    return checked
+
+
 class ClassificationDataset(Dataset):
     """Texts and integer class labels from a CSV file (or a DataFrame), as padded token-id tensors.
 
-    Every text is encoded and padded with `pad_token_id` to `max_length` tokens: by default the
-    length of the longest text; if `max_length` is given, longer texts are truncated to it. The
-    pad id defaults to the tokenizer's `<|endoftext|>` (50,256 for GPT-2, the book's default). Labels
-    must be whole numbers 0, 1, ..., below `num_classes` when that is given.
+    The book's `SpamDataset` (section 6.3), with checked inputs: every text is encoded and padded
+    with `pad_token_id` to `max_length` tokens, by default the length of the longest text (longer
+    texts are truncated to a given `max_length`). The pad id defaults to the tokenizer's
+    `<|endoftext|>` (50,256 for GPT-2). Labels must be whole numbers below `num_classes` if given.
     """
 
     def __init__(self, csv_file, tokenizer, max_length: int | None = None, pad_token_id: int | None = None,
                  *, num_classes: int | None = None, text_column: str = "Text", label_column: str = "Label"):
-        self.data = csv_file if isinstance(csv_file, pd.DataFrame) else pd.read_csv(csv_file)
-        source = "the DataFrame" if isinstance(csv_file, pd.DataFrame) else str(csv_file)
-        missing = [c for c in (text_column, label_column) if c not in self.data.columns]
-        if missing:
-            raise KeyError(f"{source} has no column {missing[0]!r}; its columns are {list(self.data.columns)}.")
-        if len(self.data) == 0:
-            raise ValueError(f"{source} has no rows: there is nothing to classify.")
+        self.data, source = _read_table(csv_file, text_column, label_column)
         self.pad_token_id = _pad_id(tokenizer, pad_token_id)
         self.labels = _check_labels(self.data[label_column].tolist(), num_classes, source)
-        texts = self.data[text_column].tolist()
-        for row, text in enumerate(texts):
-            if not isinstance(text, str) or not text:
-                raise ValueError(f"row {row} of {source} has no text ({text!r}); remove it or fill it in.")
-        self.encoded_texts = [tokenizer.encode(text) for text in texts]
+        self.encoded_texts = [tokenizer.encode(text) for text in self.data[text_column]]
 
         if max_length is None:
             self.max_length = self._longest_encoded_length()
@@ -182,22 +203,6 @@ class ClassificationDataset(Dataset):
 
 
 SpamDataset = ClassificationDataset  # the book's name for it
-
-
-def _check_labels(labels: list, num_classes: int | None, source: str) -> list[int]:
-    """The labels as ints, or a clear error naming the first one that is not a class index."""
-    checked = []
-    for row, label in enumerate(labels):
-        whole_number = isinstance(label, int) or isinstance(label, float) and label.is_integer()  # 1.0 is fine
-        if isinstance(label, bool) or not whole_number:
-            raise ValueError(f"row {row} of {source} has the label {label!r}; labels must be class numbers "
-                             "0, 1, 2, ...: map names to numbers first, e.g. df['Label'].map({'ham': 0, 'spam': 1}).")
-        label = int(label)
-        if label < 0 or num_classes is not None and label >= num_classes:
-            classes = f"0 to {num_classes - 1}" if num_classes is not None else "0 or more"
-            raise ValueError(f"row {row} of {source} has the label {label}, outside the classes {classes}.")
-        checked.append(label)
-    return checked
 
 
 # -- 6.5 the classification head ---------------------------------------------------------------------------

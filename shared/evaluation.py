@@ -228,20 +228,11 @@ def evaluate_text(model: torch.nn.Module, text: str, tokenizer, device, context_
 # ---------------------------------------------------------------------------------------------
 
 
-def continuation_logprobs(model: torch.nn.Module, requests: Sequence[tuple[Sequence[int], Sequence[int]]], device,
-                          context_length: int | None = None, batch_size: int = 32) -> list[float]:
-    """For each (context ids, continuation ids) pair, the summed log-probability (nats) of the
-    continuation's tokens given the context: log p(c_1 | context) + log p(c_2 | context, c_1) + ...
-
-    Only the continuation's tokens are scored. A pair longer than the model's window keeps its last
-    `context_length + 1` tokens: the context is cut from the left (its oldest tokens go), never the
-    continuation. Pairs run `batch_size` at a time, longest first, padded on the right, where causal
-    attention keeps the padding from changing any scored position.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    context_length = _model_context_length(model, context_length)
-    rows = []  # (model input, targets of the continuation's tokens)
+def _continuation_rows(requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+                       context_length: int) -> list[tuple[list[int], list[int]]]:
+    """Each (context, continuation) pair as (the model's input, the continuation's ids), the input being
+    context + continuation without its last token, cut from the left to the last `context_length` tokens."""
+    rows = []
     for number, (context, continuation) in enumerate(requests):
         context, continuation = list(context), list(continuation)
         if not context:
@@ -254,7 +245,22 @@ def continuation_logprobs(model: torch.nn.Module, requests: Sequence[tuple[Seque
                              f"window of {context_length}: it cannot be scored in one pass. Shorten it.")
         full = context + continuation
         rows.append((full[:-1][-context_length:], continuation))
+    return rows
 
+
+def continuation_logprobs(model: torch.nn.Module, requests: Sequence[tuple[Sequence[int], Sequence[int]]], device,
+                          context_length: int | None = None, batch_size: int = 32) -> list[float]:
+    """For each (context ids, continuation ids) pair, the summed log-probability (nats) of the
+    continuation's tokens given the context: log p(c_1 | context) + log p(c_2 | context, c_1) + ...
+
+    Only the continuation's tokens are scored. A pair longer than the model's window keeps its last
+    `context_length + 1` tokens: the context is cut from the left (its oldest tokens go), never the
+    continuation. Pairs run `batch_size` at a time, longest first, padded on the right, where causal
+    attention keeps the padding from changing any scored position.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    rows = _continuation_rows(requests, _model_context_length(model, context_length))
     scores = [0.0] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
     with eval_mode(model), torch.no_grad():
@@ -266,7 +272,7 @@ def continuation_logprobs(model: torch.nn.Module, requests: Sequence[tuple[Seque
             for r, i in enumerate(batch):
                 model_input, continuation = rows[i]
                 inputs[r, : len(model_input)] = torch.tensor(model_input)
-                # position t predicts token t + 1 of `full`: the last len(continuation) positions
+                # position t predicts token t + 1 of context + continuation: the last len(continuation) positions
                 targets[r, len(model_input) - len(continuation) : len(model_input)] = torch.tensor(continuation)
             log_probs = torch.log_softmax(model(inputs.to(device)).float(), dim=-1).cpu()
             picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)

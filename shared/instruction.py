@@ -237,16 +237,18 @@ def generate_response(model, tokenizer, entry: Mapping[str, str], max_new_tokens
 
 
 def generate_responses(model, tokenizer, entries: Sequence[Mapping[str, str]], max_new_tokens: int = 35,
-                       batch_size: int = 32) -> list[str]:
+                       batch_size: int = 32, prompt_fn: Callable[[Mapping[str, str]], str] | None = None) -> list[str]:
     """Greedy answers of `model` to `entries`, in order, in eval mode (no dropout).
 
     Prompts with the same number of tokens are answered together in one batch: they need no padding
     (GPTModel has no padding mask), so each gets the answer it would get alone, several times faster.
+    `prompt_fn(entry)` gives the text the model continues; by default the Alpaca prompt and response
+    header, `format_input(entry) + RESPONSE_HEADER` (exercise 7.1 passes another prompt style's).
     """
     model.eval()
     device = next(model.parameters()).device
     context_size = model.cfg["context_length"]
-    prompts = [format_input(entry) + RESPONSE_HEADER for entry in entries]
+    prompts = [prompt_fn(entry) if prompt_fn else format_input(entry) + RESPONSE_HEADER for entry in entries]
     encoded = [tokenizer.encode(prompt, allowed_special={"<|endoftext|>"}) for prompt in prompts]
     by_length: dict[int, list[int]] = {}
     for index, token_ids in enumerate(encoded):

@@ -7,9 +7,11 @@ tiny share of the parameters. After training, `merge_lora` folds the update into
 costs what it did without LoRA.
 
 The book's names: `LoRALayer`, `LinearWithLoRA`, `replace_linear_with_lora`. One difference: the
-book's code scales the update by `alpha`, while the LoRA paper (Hu et al., 2021) and most libraries
-scale it by `alpha / rank`, so that changing the rank does not change the size of the update at
-the start of training. We follow the paper; with the book's setting `rank == alpha` the two agree.
+book's printed code scales the update by `alpha`, while the LoRA paper (Hu et al., 2021), most
+libraries and the book's repository today scale it by `alpha / rank`, so that changing the rank does
+not change the size of the update at the start of training. We follow the paper. The two differ by
+a factor of `rank` even when `alpha == rank` (the book's rank=16, alpha=16 gives a factor of 16
+there, 1 here); `alpha=rank * book_alpha` reproduces the book's scaling.
 """
 
 from __future__ import annotations

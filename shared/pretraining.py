@@ -334,6 +334,26 @@ def _groups(loader, size):
         yield group
 
 
+def _total_steps(train_loader, n_epochs, warmup_steps, accumulation_steps, eval_freq) -> int:
+    """The number of optimizer steps `train_model` takes, once its settings are checked."""
+    if accumulation_steps < 1 or eval_freq < 1:
+        raise ValueError(f"accumulation_steps={accumulation_steps} and eval_freq={eval_freq} must be at least 1 "
+                         "(micro-batches per optimizer step, optimizer steps between evaluations).")
+    total_steps = math.ceil(len(train_loader) / accumulation_steps) * n_epochs
+    if total_steps <= warmup_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} but training has only {total_steps} optimizer steps: "
+                         "use fewer warmup steps or more epochs.")
+    return total_steps
+
+
+def _progress_bar(total_steps: int, enabled: bool):
+    """A tqdm progress bar over the optimizer steps; when not `enabled`, one that shows nothing."""
+    with warnings.catch_warnings():  # without ipywidgets, Jupyter gets a text bar instead of a widget: fine
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from tqdm.auto import tqdm
+    return tqdm(total=total_steps, unit="step", disable=not enabled)
+
+
 def train_model(model, train_loader, val_loader, optimizer, device, n_epochs, eval_freq, eval_iter,
                 start_context, tokenizer, warmup_steps, initial_lr=3e-05, min_lr=1e-6, *,
                 max_norm=1.0, accumulation_steps=1, precision="fp32", progress=False, print_sample=True):
@@ -345,22 +365,11 @@ def train_model(model, train_loader, val_loader, optimizer, device, n_epochs, ev
 
     Defined in section D.4 of the book (appendix D).
     """
-    with warnings.catch_warnings():  # without ipywidgets, Jupyter gets a text bar instead of a widget: fine
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        from tqdm.auto import tqdm
-
-    if accumulation_steps < 1 or eval_freq < 1:
-        raise ValueError(f"accumulation_steps={accumulation_steps} and eval_freq={eval_freq} must be at least 1 "
-                         "(micro-batches per optimizer step, optimizer steps between evaluations).")
+    total_steps = _total_steps(train_loader, n_epochs, warmup_steps, accumulation_steps, eval_freq)
     peak_lr = optimizer.param_groups[0]["lr"]
-    steps_per_epoch = math.ceil(len(train_loader) / accumulation_steps)
-    total_steps = steps_per_epoch * n_epochs
-    if total_steps <= warmup_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} but training has only {total_steps} optimizer steps: "
-                         "use fewer warmup steps or more epochs.")
     train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
     tokens_seen, global_step = 0, -1
-    bar = tqdm(total=total_steps, unit="step", disable=not progress)
+    bar = _progress_bar(total_steps, progress)
     started = time.perf_counter()
 
     for epoch in range(n_epochs):

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 # Published figures, quoted (not measured here). Kaplan et al. 2020, "Scaling Laws for Neural Language
-# Models", eq. 1.1 and 1.3: loss in nats per token on WebText2, N without embeddings, C in PF-days.
+# Models", eq. 1.1 to 1.3: loss in nats per token on WebText2, N without embeddings, D in tokens, C in PF-days.
 KAPLAN_ALPHA_N = 0.076
 KAPLAN_N_C = 8.8e13
+KAPLAN_ALPHA_D = 0.095
+KAPLAN_D_C = 5.4e13
 KAPLAN_ALPHA_C = 0.050
 KAPLAN_C_C_PF_DAYS = 3.1e8
 # Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models": about 20 training tokens per
@@ -43,10 +45,22 @@ def flops_per_token(cfg: dict) -> float:
     embeddings are looked up, which costs no FLOPs. Attention's scores and weighted sums add
     12 * layers * context * width (all of the causal square, which the kernels compute). The
     numerator of MFU (model FLOPs utilisation); `training_compute` is Kaplan's cruder 6ND.
+    Chapter 12's configs (with `hidden_dim` or `num_experts`) count their own projections: grouped
+    key/value heads, `head_dim`, SwiGLU's three matrices, or the chosen experts and the router.
     """
     d, layers = cfg["emb_dim"], cfg["n_layers"]
-    multiplying = 12 * layers * d * d + cfg["vocab_size"] * d
-    return 6 * multiplying + 12 * layers * cfg["context_length"] * d
+    if "hidden_dim" not in cfg and "num_experts" not in cfg:  # GPTModel
+        per_block, attention_width = 12 * d * d, d
+    else:
+        head_dim = cfg.get("head_dim") or d // cfg["n_heads"]
+        attention_width = cfg["n_heads"] * head_dim
+        per_block = 2 * d * attention_width + 2 * d * cfg["n_kv_groups"] * head_dim
+        if cfg.get("num_experts", 0) > 0:
+            per_block += cfg["num_experts_per_tok"] * 3 * d * cfg["moe_intermediate_size"] + d * cfg["num_experts"]
+        else:
+            per_block += 3 * d * cfg["hidden_dim"]
+    multiplying = layers * per_block + cfg["vocab_size"] * d
+    return 6 * multiplying + 12 * layers * cfg["context_length"] * attention_width
 
 
 def training_compute(parameters: float, tokens: float) -> float:

@@ -27,6 +27,20 @@ DTYPE = np.dtype("<u2")  # little-endian uint16: ids 0 to 65,535
 MAX_VOCAB_SIZE = 1 << 16
 
 
+def _checked_vocab_size(tokenizer) -> int:
+    """The tokenizer's number of ids, refused unless they fit in uint16 and it has an <|endoftext|> token."""
+    vocab_size = vocab_size_of(tokenizer)
+    if vocab_size is None:
+        raise ValueError("the tokenizer does not say how many ids it has (no vocab_size or n_vocab).")
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(f"the tokenizer has {vocab_size:,} ids, but a uint16 token file holds ids up to "
+                         f"{MAX_VOCAB_SIZE - 1:,}. Use a tokenizer with at most {MAX_VOCAB_SIZE:,} ids "
+                         "(GPT-2's has 50,257; the project's BPE 4,096).")
+    if tokenizer.eot_token is None:
+        raise ValueError("the tokenizer has no <|endoftext|> token to put between documents.")
+    return vocab_size
+
+
 class TokenFileWriter:
     """Append documents' token ids to a uint16 token file, `chunk_tokens` ids in memory at most (plus one document).
 
@@ -35,19 +49,10 @@ class TokenFileWriter:
     """
 
     def __init__(self, path: str | os.PathLike, tokenizer, chunk_tokens: int = 1 << 16):
-        vocab_size = vocab_size_of(tokenizer)
-        if vocab_size is None:
-            raise ValueError("the tokenizer does not say how many ids it has (no vocab_size or n_vocab).")
-        if vocab_size > MAX_VOCAB_SIZE:
-            raise ValueError(f"the tokenizer has {vocab_size:,} ids, but a uint16 token file holds ids up to "
-                             f"{MAX_VOCAB_SIZE - 1:,}. Use a tokenizer with at most {MAX_VOCAB_SIZE:,} ids "
-                             "(GPT-2's has 50,257; the project's BPE 4,096).")
-        if tokenizer.eot_token is None:
-            raise ValueError("the tokenizer has no <|endoftext|> token to put between documents.")
+        self.vocab_size = _checked_vocab_size(tokenizer)
         self.path = Path(path)
         self.tokenizer = tokenizer
         self.eot_id = tokenizer.eot_token
-        self.vocab_size = vocab_size
         self.buffer = np.empty(chunk_tokens, dtype=DTYPE)
         self.filled = 0
         self.num_tokens = 0

@@ -70,6 +70,12 @@ def test_exercise_2_2(raw_text, capsys):
     shuffled = create_dataloader_v1(raw_text, batch_size=4, max_length=8, stride=2, shuffle=True)
     with pytest.raises(AssertionError, match="shuffle=False"):
         check_exercise_2_2(good_2, shuffled)
+    batch_of_8 = create_dataloader_v1(raw_text, batch_size=8, max_length=8, stride=2, shuffle=False)
+    with pytest.raises(AssertionError, match="use batch_size=4"):
+        check_exercise_2_2(good_2, batch_of_8)
+    other_text = create_dataloader_v1(raw_text[1000:], batch_size=4, max_length=8, stride=2, shuffle=False)
+    with pytest.raises(AssertionError, match="first 8 tokens of raw_text"):
+        check_exercise_2_2(good_2, other_text)
 
 
 # -- chapters 3 and 4 -------------------------------------------------------------------------------
@@ -149,7 +155,7 @@ def test_exercise_4_2(capsys):
 def test_exercise_4_3(capsys):
     cfg = {**GPT_CONFIG_124M, "context_length": 8, "emb_dim": 12, "n_heads": 2, "n_layers": 2, "vocab_size": 11}
     model = GPTModel(cfg)
-    with pytest.raises(AssertionError, match="attention-weight dropout should be 0.2"):
+    with pytest.raises(AssertionError, match="attention-weight dropout should be drop_rate_attn = 0.2"):
         check_exercise_4_3(model)  # one drop_rate everywhere
     model.drop_emb.p = 0.1
     for block in model.trf_blocks:

@@ -118,3 +118,26 @@ def test_exercise_E_2(capsys) -> None:
         check_exercise_E_2((layer.linear.weight + lora.alpha * (lora.A @ lora.B).T).detach(), layer)  # book's alpha
     with pytest.raises(AssertionError, match="nn.Linear's shape \\(out_features, in_features\\) = \\(4, 6\\)"):
         check_exercise_E_2((lora.A @ lora.B).detach(), layer)  # (in, out): not transposed
+
+
+class BookStyleDataset(torch.utils.data.Dataset):
+    """The shape of the book's SpamDataset as the chapter shows it: padded id lists, tensors per item."""
+
+    def __init__(self, texts, tokenizer, max_length, pad_token_id):
+        self.max_length = max_length
+        self.encoded_texts = [tokenizer.encode(t)[:max_length] for t in texts]
+        self.encoded_texts = [ids + [pad_token_id] * (max_length - len(ids)) for ids in self.encoded_texts]
+
+    def __getitem__(self, index):
+        return torch.tensor(self.encoded_texts[index]), torch.tensor(0)
+
+    def __len__(self):
+        return len(self.encoded_texts)
+
+
+def test_exercise_6_1_accepts_the_books_dataset_class(tokenizer, classifier, capsys) -> None:
+    pad = tokenizer.eot_token
+    check_exercise_6_1(BookStyleDataset(TEXTS, tokenizer, 48, pad), classifier)
+    assert "Exercise 6.1: correct!" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="padded to 20 tokens, but the model reads 48"):
+        check_exercise_6_1(BookStyleDataset(TEXTS, tokenizer, 20, pad), classifier)

@@ -29,11 +29,6 @@ def format_input_phi3(entry):
     return f"<|user|>\n{entry['instruction']}" + (f"\n{entry['input']}" if entry["input"] else "")
 
 
-def test_7_1_accepts_phi3_prompts(capsys):
-    check_exercise_7_1(format_input_phi3)
-    assert "Exercise 7.1: correct!" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("wrong", [
     format_input,  # still Alpaca
     lambda entry: f"<|user|>\n{entry['instruction']}\n{entry['input']}",  # an empty input line
@@ -42,6 +37,43 @@ def test_7_1_accepts_phi3_prompts(capsys):
 def test_7_1_rejects_other_prompts(wrong):
     with pytest.raises(AssertionError, match="Phi-3's style gives"):
         check_exercise_7_1(wrong)
+
+
+def test_7_1_with_the_prompts_only_says_the_exercise_is_not_finished(capsys):
+    check_exercise_7_1(format_input_phi3)
+    out = capsys.readouterr().out
+    assert "format_input_phi3 is right" in out and "not finished" in out and "correct!" not in out
+
+
+class AnswersOneStyle(torch.nn.Module):
+    """Stands in for a finetuned model: it answers every entry right, but only when prompted in its own style."""
+
+    def __init__(self, marker):
+        super().__init__()
+        self.cfg = {"context_length": 128}
+        self.marker = marker
+
+
+def answers_in_its_style(model, tokenizer, entries, max_new_tokens=35, batch_size=32, prompt_fn=None):
+    prompts = [prompt_fn(e) if prompt_fn else format_input(e) + "\n\n### Response:\n" for e in entries]
+    return [e["output"] if model.marker in p else "I do not know" for e, p in zip(entries, prompts)]
+
+
+def test_7_1_accepts_a_model_finetuned_on_phi3_prompts(monkeypatch, tiny_pretrained, capsys):
+    monkeypatch.setattr(checks, "generate_responses", answers_in_its_style)
+    check_exercise_7_1(format_input_phi3, AnswersOneStyle("<|user|>"))
+    out = capsys.readouterr().out
+    assert "Exercise 7.1: correct!" in out and "answers 100% of the test entries" in out
+
+
+def test_7_1_rejects_models_that_do_not_answer_phi3_prompts(monkeypatch, tiny_pretrained):
+    with pytest.raises(AssertionError, match="prompted in Phi-3's style, the model answers 0% of the 110"):
+        check_exercise_7_1(format_input_phi3, tiny_pretrained()[0])  # a model that was never finetuned
+    monkeypatch.setattr(checks, "generate_responses", answers_in_its_style)
+    with pytest.raises(AssertionError, match="answers 0% of the 110 test entries exactly, below 15%"):
+        check_exercise_7_1(format_input_phi3, AnswersOneStyle("### Instruction:"))  # finetuned on Alpaca prompts
+    with pytest.raises(AssertionError, match="pass the finetuned GPTModel"):
+        check_exercise_7_1(format_input_phi3, "my model")
 
 
 # -- 7.2 --------------------------------------------------------------------------------------------

@@ -49,3 +49,5 @@ def test_8_4(capsys):
     odd.trf_blocks[1] = CheckpointedBlock(odd.trf_blocks[1])
     with pytest.raises(AssertionError, match=r"the blocks checkpointed are \[1\]"):
         check_exercise_8_4(odd)
+    with pytest.raises(AssertionError, match="build it from DEEPER_CONFIG"):
+        check_exercise_8_4(apply_activation_checkpointing(GPTModel({**CFG, "n_layers": 2}), every=2))

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import shared.instruction as instruction
 from shared.instruction import (
     INSTRUCTION_DATA_URL,
     InstructionDataset,
@@ -182,6 +183,26 @@ def test_a_prompt_that_fills_the_context_is_refused():
                       "drop_rate": 0.0, "qkv_bias": False})
     with pytest.raises(ValueError, match="leaves no room for an answer in the model's context of 16 tokens"):
         generate_response(model, get_gpt2_tokenizer(), ENTRY)
+
+
+def test_generate_responses_prompts_with_prompt_fn(monkeypatch):
+    """By default the Alpaca prompt and response header; with prompt_fn, the text it gives (exercise 7.1)."""
+    torch.manual_seed(0)
+    model = GPTModel({"vocab_size": 50257, "context_length": 128, "emb_dim": 8, "n_heads": 2, "n_layers": 1,
+                      "drop_rate": 0.0, "qkv_bias": False})
+    tokenizer = get_gpt2_tokenizer()
+    seen = []
+
+    def fake_generate(model, idx, **kwargs):
+        seen.append(tokenizer.decode(idx[0].tolist()))
+        return torch.cat([idx, torch.full((idx.shape[0], 1), tokenizer.eot_token)], dim=1)
+
+    monkeypatch.setattr(instruction, "generate", fake_generate)
+    generate_responses(model, tokenizer, [ENTRY], max_new_tokens=2)
+    generate_responses(model, tokenizer, [ENTRY], max_new_tokens=2,
+                       prompt_fn=lambda e: f"<|user|>\n{e['instruction']}\n{e['input']}\n<|assistant|>\n")
+    assert seen[0] == format_input(ENTRY) + "\n\n### Response:\n"
+    assert seen[1] == f"<|user|>\n{ENTRY['instruction']}\n{ENTRY['input']}\n<|assistant|>\n"
 
 
 # -- a tiny finetuning run: the whole pipeline, measured ------------------------------------------------------

@@ -103,3 +103,79 @@ def test_every_exercise_has_a_worked_solution(path):
     for check in sorted(checks):
         exercise = check.removeprefix("check_exercise_").replace("_", ".")
         assert f"Exercise {exercise}: correct!" in outputs, f"{solutions.name} does not solve exercise {exercise}"
+
+
+MAX_CELL_LINES = 60
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_code_cells_are_short_enough_to_follow(path):
+    long_cells = [(i, n) for i, source in enumerate(code_cells(load(path)))
+                  if (n := len(source.splitlines())) > MAX_CELL_LINES]
+    assert not long_cells, (
+        f"code cells (index among code cells, lines) over {MAX_CELL_LINES} lines: {long_cells}; "
+        "split them the way the book builds the code up"
+    )
+
+
+NBVAL_MARKERS = {"NBVAL_IGNORE_OUTPUT", "NBVAL_CHECK_OUTPUT", "NBVAL_RAISES_EXCEPTION", "NBVAL_SKIP"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_nbval_markers_are_spelled_as_nbval_reads_them(path):
+    """nbval honours a marker only when the comment is the marker alone: `# NBVAL_IGNORE_OUTPUT (why)` is ignored."""
+    bad = [(i, line) for i, source in enumerate(code_cells(load(path))) for line in source.splitlines()
+           if "NBVAL_" in line and line.lstrip("# ").strip() not in NBVAL_MARKERS]
+    assert not bad, f"comments nbval will not read as markers (put the reason on the next line): {bad}"
+
+
+EXERCISE_HEADING = re.compile(r"^(#+) Exercise ([A-Z0-9]+\.\d+) — (\S.*)$", re.M)
+OTHER_EXERCISE_FORM = re.compile(r"^\s*(\*\*\s*Exercise\b|#+\s*Exercise\b(?! [A-Z0-9]+\.\d+ — \S))", re.M)
+# Where the book itself places exercises out of numeric order, the chapter follows the book.
+BOOK_ORDER = {"ch07": ["7.2", "7.1", "7.3", "7.4"]}
+
+
+def exercise_headings(path: Path) -> list[tuple[str, str, str]]:
+    """(heading level, number, title) of each exercise heading in the notebook's markdown cells."""
+    notebook = load(path)
+    text = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    return EXERCISE_HEADING.findall(text)
+
+
+def number_key(number: str) -> tuple[str, int]:
+    chapter, n = number.split(".")
+    return chapter, int(n)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_exercises_have_one_heading_format_in_order(path):
+    notebook = load(path)
+    markdown = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    other = OTHER_EXERCISE_FORM.findall(markdown)
+    assert not other, "write each exercise as a heading '### Exercise N.M — Title' (solutions: '## ...')"
+    headings = exercise_headings(path)
+    level = "##" if path.parts[-2] == "solutions" else "###"
+    assert all(h == level for h, _, _ in headings), f"exercise headings in this notebook use {level}"
+    numbers = [number for _, number, _ in headings]
+    chapter = path.name.split("_")[0].removesuffix(".ipynb")
+    expected = sorted(numbers, key=number_key)
+    if path.parts[-2] != "solutions" and chapter in BOOK_ORDER:
+        expected = BOOK_ORDER[chapter]
+    assert numbers == expected, f"exercises appear as {numbers}, expected {expected}"
+
+
+CHAPTERS_WITH_EXERCISES = [p for p in NOTEBOOKS if p.parts[-3] == "chapters" and exercise_headings(p)]
+
+
+@pytest.mark.parametrize("path", CHAPTERS_WITH_EXERCISES, ids=ids(CHAPTERS_WITH_EXERCISES))
+def test_solutions_have_the_same_exercises_and_titles(path):
+    chapter = path.parent.name.split("_")[0]
+    solutions = ROOT / "solutions" / f"{chapter}_solutions.ipynb"
+    in_chapter = sorted(((n, t.strip()) for _, n, t in exercise_headings(path)), key=lambda e: number_key(e[0]))
+    in_solutions = [(n, t.strip()) for _, n, t in exercise_headings(solutions)]
+    assert in_chapter == in_solutions
+    checks = set(CHECK_CALL.findall("\n".join(code_cells(load(path)))))
+    numbers = {n for n, _ in in_chapter}
+    for check in checks:
+        number = check.removeprefix("check_exercise_").replace("_", ".", 1)
+        assert number in numbers, f"{check} is called but no 'Exercise {number}' heading introduces it"

@@ -27,6 +27,19 @@ def check_exercise_2_1(ids, pieces) -> None:
     correct("2.1", "BPE spells the unknown word out of known subwords: " + " | ".join(repr(p) for p in pieces))
 
 
+def _window_of(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Each row's max_length + 1 tokens: the inputs plus the last target."""
+    return torch.cat([inputs, targets[:, -1:]], dim=1)
+
+
+def _opening_ids(n: int) -> torch.Tensor:
+    """The first `n` GPT-2 ids of Pride and Prejudice, where chapter 2's raw_text starts."""
+    from shared.corpus import load_novel
+    from shared.tokenization import get_gpt2_tokenizer
+
+    return torch.tensor(get_gpt2_tokenizer().encode(load_novel("prideprejudice")[:500])[:n])
+
+
 def _check_first_batch(loader, max_length: int, stride: int, label: str) -> None:
     inputs, targets = next(iter(loader))
     assert inputs.ndim == 2 and inputs.shape[1] == max_length, (
@@ -34,10 +47,15 @@ def _check_first_batch(loader, max_length: int, stride: int, label: str) -> None
     )
     assert inputs.shape == targets.shape, f"{label}: inputs and targets should have the same shape"
     assert torch.equal(inputs[:, 1:], targets[:, :-1]), f"{label}: targets should be the inputs shifted by one"
-    assert inputs.shape[0] >= 2, f"{label}: use a batch_size of at least 2 so the stride can be seen"
+    assert inputs.shape[0] == 4, f"{label}: the batch has {inputs.shape[0]} rows; use batch_size=4"
+    opening = _opening_ids(max_length + 1)
+    assert torch.equal(_window_of(inputs, targets)[0], opening), (
+        f"{label}: the first row should be the first {max_length} tokens of raw_text (the opening of Pride and "
+        "Prejudice). Build the loader over raw_text, with shuffle=False."
+    )
     # Row r + 1 starts `stride` tokens after row r (only true without shuffling): the window of
     # max_length + 1 tokens (inputs plus the last target) of row r, moved by `stride`, is row r + 1's.
-    window = torch.cat([inputs, targets[:, -1:]], dim=1)
+    window = _window_of(inputs, targets)
     overlap = max_length + 1 - stride
     for r in range(inputs.shape[0] - 1):
         assert torch.equal(window[r, stride:], window[r + 1, :overlap]), (

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import torch
+from torch.utils.data import Dataset
+
 from shared.checks.common import correct, not_attempted
-from shared.classification import ClassificationDataset, calc_accuracy_loader
+from shared.classification import calc_accuracy_loader
+
+
+def _padded_inputs(train_dataset) -> torch.Tensor:
+    """The dataset's token ids as one (texts, tokens) tensor: `ClassificationDataset.inputs`, or its items stacked."""
+    inputs = getattr(train_dataset, "inputs", None)
+    if isinstance(inputs, torch.Tensor):
+        return inputs
+    return torch.stack([torch.as_tensor(train_dataset[i][0]) for i in range(len(train_dataset))])
 
 
 def check_exercise_6_1(train_dataset, model) -> None:
     """Exercise 6.1: the training texts padded to the model's whole context length, not to the longest text."""
     if not_attempted("6.1", train_dataset):
         return
-    assert isinstance(train_dataset, ClassificationDataset), (
+    assert isinstance(train_dataset, Dataset) and hasattr(train_dataset, "max_length"), (
         f"train_dataset is a {type(train_dataset).__name__}; build it with ClassificationDataset(csv_file, tokenizer, "
-        "max_length=...)"
+        "max_length=...), or with the book's SpamDataset shown in the chapter"
     )
     context_length = model.pos_emb.weight.shape[0]
-    assert train_dataset.max_length == context_length and train_dataset.inputs.shape[1] == context_length, (
-        f"the texts are padded to {train_dataset.inputs.shape[1]} tokens, but the model reads {context_length}: "
-        "pass max_length=model.pos_emb.weight.shape[0] (the context length) to ClassificationDataset"
+    inputs = _padded_inputs(train_dataset)
+    assert train_dataset.max_length == context_length and inputs.shape[1] == context_length, (
+        f"the texts are padded to {inputs.shape[1]} tokens, but the model reads {context_length}: "
+        "pass max_length=model.pos_emb.weight.shape[0] (the context length) to the dataset"
     )
-    padded = (train_dataset.inputs[:, -1] == train_dataset.pad_token_id).float().mean().item()
+    pad_token_id = getattr(train_dataset, "pad_token_id", None)
+    if pad_token_id is None:  # a dataset that does not say: its most common last token
+        pad_token_id = int(inputs[:, -1].mode().values)
+    padded = (inputs[:, -1] == pad_token_id).float().mean().item()
     assert padded > 0.5, (
         f"only {padded:.0%} of the texts end in the pad token <|endoftext|>: pad with the tokenizer's "
-        "<|endoftext|> id (leave pad_token_id out)"
+        "<|endoftext|> id (tokenizer.eot_token)"
     )
     correct("6.1", f"every text is now {context_length} tokens long; {padded:.0%} of them end in padding.")
 

@@ -16,6 +16,8 @@ from shared.instruction import (
 from shared.lora import LinearWithLoRA
 from shared.pretrained import load_austen_gpt
 
+EXERCISE_7_1_MIN_SCORE = 0.15  # exact match on the 110 test entries, prompted in Phi-3's style
+PHI3_RESPONSE_HEADER = "\n<|assistant|>\n"
 EXERCISE_7_4_MIN_SCORE = 0.25  # exact match on the 22 first_word test entries (the pretrained model: 0%)
 
 PHI3_EXAMPLES = (
@@ -24,8 +26,13 @@ PHI3_EXAMPLES = (
 )
 
 
-def check_exercise_7_1(format_input_phi3) -> None:
-    """Exercise 7.1: a prompt in Phi-3's style, "<|user|>\\n{instruction}\\n{input}" (no input line when empty)."""
+def check_exercise_7_1(format_input_phi3, phi3_model=None) -> None:
+    """Exercise 7.1: Phi-3's prompt style, and a model finetuned with it that answers prompts in that style.
+
+    The prompt is "<|user|>\\n{instruction}\\n{input}" (no input line when the input is empty). The model
+    is scored on the test entries, prompted in Phi-3's style: the pretrained model, and the model the
+    chapter finetunes on Alpaca prompts, get about 0% there, so only a model finetuned in this style passes.
+    """
     if not_attempted("7.1", format_input_phi3):
         return
     assert callable(format_input_phi3), "format_input_phi3 should be a function: entry (a dict) -> prompt text"
@@ -38,8 +45,30 @@ def check_exercise_7_1(format_input_phi3) -> None:
             "instruction, and only if the input is not empty a newline and the input (no '###' headers, no preamble)"
         )
     saved = len(format_input(PHI3_EXAMPLES[0])) - len(format_input_phi3(PHI3_EXAMPLES[0]))
-    correct("7.1", f"each prompt is {saved} characters shorter than Alpaca's; the response then follows "
-             "'\\n<|assistant|>\\n'.")
+    if phi3_model is None:
+        print(f"Exercise 7.1: format_input_phi3 is right ({saved} characters shorter than Alpaca's prompt), but the "
+              "exercise is not finished: finetune a model on the training entries in Phi-3's style and pass it as "
+              "phi3_model.")
+        return
+    assert isinstance(phi3_model, torch.nn.Module) and hasattr(phi3_model, "cfg"), (
+        f"phi3_model is a {type(phi3_model).__name__}; pass the finetuned GPTModel (load_austen_gpt()'s model, "
+        "trained on the training entries in Phi-3's style)"
+    )
+    _, tokenizer = load_austen_gpt()
+    _, test_data, _ = split_data(load_instruction_data())
+    was_training = phi3_model.training
+    responses = generate_responses(phi3_model, tokenizer, test_data, max_new_tokens=20,
+                                   prompt_fn=lambda entry: format_input_phi3(entry) + PHI3_RESPONSE_HEADER)
+    phi3_model.train(was_training)
+    score = score_responses(test_data, responses)["all"]
+    assert score >= EXERCISE_7_1_MIN_SCORE, (
+        f"prompted in Phi-3's style, the model answers {score:.0%} of the {len(test_data)} test entries exactly, "
+        f"below {EXERCISE_7_1_MIN_SCORE:.0%} (the pretrained model, and the chapter's model finetuned on Alpaca "
+        "prompts, get about 0% in this style): finetune a freshly loaded model on the training entries formatted "
+        "as format_input_phi3(entry) + '\\n<|assistant|>\\n' + entry['output'], for two epochs or more"
+    )
+    correct("7.1", f"each prompt is {saved} characters shorter than Alpaca's, and prompted in Phi-3's style the "
+             f"model answers {score:.0%} of the test entries exactly.")
 
 
 def check_exercise_7_2(collate_fn) -> None:

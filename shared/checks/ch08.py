@@ -69,6 +69,9 @@ def check_exercise_8_4(model) -> None:
     if not_attempted("8.4", model):
         return
     blocks = list(model.trf_blocks)
+    assert len(blocks) == 4, (
+        f"the model has {len(blocks)} transformer blocks; build it from DEEPER_CONFIG, which has 4 (n_layers=4)"
+    )
     wrapped = [isinstance(block, CheckpointedBlock) for block in blocks]
     expected = [i % 2 == 0 for i in range(len(blocks))]
     assert wrapped == expected, (

@@ -1,4 +1,4 @@
-"""Checks for chapter 10's exercises (evaluation): bits per byte, acc and acc_norm, the MMLU prompt, short choices."""
+"""Checks for chapter 10's exercises (evaluation): bits per byte, acc and acc_norm, short choices, the MMLU prompt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from shared.pretrained import load_austen_gpt
 EXERCISE_10_1_TOKENS, EXERCISE_10_1_BYTES, EXERCISE_10_1_PERPLEXITY = 131_130, 466_854, 66.5
 EXERCISE_10_2_LOGPROBS = [-12.0, -20.5, -14.0]  # summed log-probabilities of three choices
 EXERCISE_10_2_CHOICES = [" She smiled at him.", " Anne could not answer him at all.", " He had gone out."]
-EXERCISE_10_4_ITEMS = 40  # the first 40 held-out items of the Austen set
+EXERCISE_10_3_ITEMS = 40  # the first 40 held-out items of the Austen set
 
 
 def check_exercise_10_1(bits_per_byte) -> None:
@@ -50,24 +50,10 @@ def check_exercise_10_2(prediction, prediction_norm) -> None:
     correct("10.2", "per character: " + ", ".join(f"{s:.3f}" for s in per_char) + ".")
 
 
-def check_exercise_10_3(prompt) -> None:
-    """Exercise 10.3: the MMLU prompt for one question (see the notebook for the exact question)."""
-    if not_attempted("10.3", prompt):
-        return
-    expected = format_mmlu_prompt("In which town does Anne Elliot meet Captain Wentworth again?",
-                                  ["Bath", "Lyme", "Uppercross", "London"], subject="Persuasion")
-    assert isinstance(prompt, str), f"the prompt is a string, got {type(prompt).__name__}"
-    assert prompt.endswith("\nAnswer:"), "the prompt ends with a line 'Answer:' (no space after the colon)"
-    for line in expected.split("\n"):
-        assert line in prompt.split("\n"), f"the line {line!r} is missing (or differs)"
-    assert prompt == expected, f"close, but not exactly the format; expected:\n{expected}"
-    correct("10.3")
-
-
-def _exercise_10_4_short_wins() -> tuple[float, float]:
+def _exercise_10_3_short_wins() -> tuple[float, float]:
     """How often a half-sentence beats the whole true sentence, summed and per character."""
     model, tokenizer = load_austen_gpt()
-    held_out = [i for i in load_austen_multiple_choice() if i.split == "heldout"][:EXERCISE_10_4_ITEMS]
+    held_out = [i for i in load_austen_multiple_choice() if i.split == "heldout"][:EXERCISE_10_3_ITEMS]
     items = []
     for item in held_out:
         words = item.choices[item.label].split()
@@ -78,11 +64,11 @@ def _exercise_10_4_short_wins() -> tuple[float, float]:
             sum(p == 1 for p in scores.predictions_norm) / len(items))
 
 
-def check_exercise_10_4(short_wins_sum, short_wins_norm) -> None:
-    """Exercise 10.4: the fractions of items in which the half sentence wins, by summed and by normalised score."""
-    if not_attempted("10.4", short_wins_sum, short_wins_norm):
+def check_exercise_10_3(short_wins_sum, short_wins_norm) -> None:
+    """Exercise 10.3: the fractions of items in which the half sentence wins, by summed and by normalised score."""
+    if not_attempted("10.3", short_wins_sum, short_wins_norm):
         return
-    expected_sum, expected_norm = _exercise_10_4_short_wins()
+    expected_sum, expected_norm = _exercise_10_3_short_wins()
     assert abs(short_wins_sum - expected_sum) < 0.03, (
         f"summed scores: the half sentence wins {expected_sum:.0%} of the time, not {short_wins_sum:.0%}. Build each "
         "item as (the true choice, ' ' + its first len(words) // 2 words) with label 0, and count predictions == 1"
@@ -91,5 +77,19 @@ def check_exercise_10_4(short_wins_sum, short_wins_norm) -> None:
         f"normalised scores: the half sentence wins {expected_norm:.0%} of the time, not {short_wins_norm:.0%}: use "
         "predictions_norm"
     )
-    correct("10.4", f"the half sentence wins {expected_sum:.0%} by summed log-probability, {expected_norm:.0%} per "
+    correct("10.3", f"the half sentence wins {expected_sum:.0%} by summed log-probability, {expected_norm:.0%} per "
              "character.")
+
+
+def check_exercise_10_4(prompt) -> None:
+    """Exercise 10.4: the MMLU prompt for one question (see the notebook for the exact question)."""
+    if not_attempted("10.4", prompt):
+        return
+    expected = format_mmlu_prompt("In which town does Anne Elliot meet Captain Wentworth again?",
+                                  ["Bath", "Lyme", "Uppercross", "London"], subject="Persuasion")
+    assert isinstance(prompt, str), f"the prompt is a string, got {type(prompt).__name__}"
+    assert prompt.endswith("\nAnswer:"), "the prompt ends with a line 'Answer:' (no space after the colon)"
+    for line in expected.split("\n"):
+        assert line in prompt.split("\n"), f"the line {line!r} is missing (or differs)"
+    assert prompt == expected, f"close, but not exactly the format; expected:\n{expected}"
+    correct("10.4")

@@ -1,4 +1,4 @@
-"""Checks for chapter 11's exercises (scaling laws): Chinchilla's optimum, a power law fitted by hand, Kaplan's N."""
+"""Checks for chapter 11's exercises (scaling laws): a power law fitted by hand, Chinchilla's optimum, Kaplan's N."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from shared.checks.common import correct, not_attempted
-from shared.scaling import CHINCHILLA_TOKENS_PER_PARAMETER, KAPLAN_ALPHA_N, chinchilla_optimal, fit_power_law
+from shared.scaling import (
+    CHINCHILLA_TOKENS_PER_PARAMETER,
+    KAPLAN_ALPHA_D,
+    KAPLAN_ALPHA_N,
+    chinchilla_optimal,
+    fit_power_law,
+)
 
 SCALING_RESULTS = Path(__file__).resolve().parents[2] / "chapters" / "ch11_scaling_laws" / "scaling_results.csv"
 
@@ -18,9 +24,48 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_exercise_11_1(parameters, tokens, compute: float) -> None:
-    """Exercise 11.1: Chinchilla's compute-optimal model size and token count for `compute` FLOPs."""
-    if not_attempted("11.1", parameters, tokens):
+def _chapter_11_largest_model():
+    """(tokens, held-out losses, optimizer steps) of chapter 11's runs of its largest model, by tokens."""
+    with open(SCALING_RESULTS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    largest = max(int(r["non_embedding_parameters"]) for r in rows)
+    rows = sorted((r for r in rows if int(r["non_embedding_parameters"]) == largest), key=lambda r: int(r["tokens"]))
+    return [int(r["tokens"]) for r in rows], [float(r["val_loss"]) for r in rows], [int(r["steps"]) for r in rows]
+
+
+def check_exercise_11_1(alpha_d, d_c) -> None:
+    """Exercise 11.1: L(D) = (D_c / D)^alpha_D fitted by hand in log space to the largest model's runs."""
+    if not_attempted("11.1", alpha_d, d_c):
+        return
+    alpha_d, d_c = (float(v) if hasattr(v, "item") else v for v in (alpha_d, d_c))
+    assert _is_number(alpha_d) and _is_number(d_c), f"alpha_d={alpha_d!r} and d_c={d_c!r} should both be numbers"
+    tokens, losses, steps = _chapter_11_largest_model()
+    expected = fit_power_law(tokens, losses)
+    assert alpha_d > 0, (
+        f"alpha_d = {alpha_d:.3g}: the loss falls as D grows, so the slope of log L against log D is negative and "
+        "alpha_D is minus that slope"
+    )
+    assert math.isclose(alpha_d, expected.alpha, rel_tol=1e-3), (
+        f"alpha_d = {alpha_d:.4f}, but a least-squares line through (log D, log L) of the largest model's "
+        f"{len(tokens)} runs has slope -{expected.alpha:.4f}: take the rows with the largest "
+        "non_embedding_parameters and fit np.log(val_loss) against np.log(tokens)"
+    )
+    assert d_c > 0, f"d_c = {d_c:.3g}: D_c is a number of tokens, so it is positive: D_c = exp(b / alpha_D)"
+    assert not math.isclose(math.log(d_c), math.log(fit_power_law(steps, losses).x_c), rel_tol=1e-3), (
+        "that D_c is in optimizer steps: D counts tokens, so fit against the tokens column (8 x 128 per step)"
+    )
+    assert math.isclose(math.log(d_c), math.log(expected.x_c), rel_tol=1e-3), (
+        f"d_c = {d_c:.3g}, expected {expected.x_c:.3g}: the intercept b of the line is alpha_D * log(D_c), so "
+        "D_c = exp(b / alpha_D) (with the same logarithm base as the fit: np.log pairs with np.exp)"
+    )
+    correct("11.1", f"L(D) = ({expected.x_c:.3g} / D)^{expected.alpha:.3f}; Kaplan et al. report "
+                     f"alpha_D ≈ {KAPLAN_ALPHA_D} (np.polyfit agrees: "
+                     f"{-np.polyfit(np.log(tokens), np.log(losses), 1)[0]:.3f}).")
+
+
+def check_exercise_11_2(parameters, tokens, compute: float) -> None:
+    """Exercise 11.2: Chinchilla's compute-optimal model size and token count for `compute` FLOPs."""
+    if not_attempted("11.2", parameters, tokens):
         return
     parameters, tokens = (float(v) if hasattr(v, "item") else v for v in (parameters, tokens))
     assert _is_number(parameters) and _is_number(tokens) and parameters > 0 and tokens > 0, (
@@ -37,47 +82,7 @@ def check_exercise_11_1(parameters, tokens, compute: float) -> None:
         "put D = 20 N into C = 6ND and solve for N"
     )
     n_opt, d_opt = chinchilla_optimal(compute)
-    correct("11.1", f"N = {n_opt:.3g} parameters trained on D = {d_opt:.3g} tokens.")
-
-
-def _chapter_11_largest_budget():
-    """(non-embedding parameters, held-out losses, all parameters) of chapter 11's runs with the most tokens."""
-    with open(SCALING_RESULTS, newline="") as f:
-        rows = list(csv.DictReader(f))
-    largest = max(int(r["tokens"]) for r in rows)
-    rows = sorted((r for r in rows if int(r["tokens"]) == largest), key=lambda r: int(r["non_embedding_parameters"]))
-    return ([int(r["non_embedding_parameters"]) for r in rows], [float(r["val_loss"]) for r in rows],
-            [int(r["parameters"]) for r in rows])
-
-
-def check_exercise_11_2(alpha, n_c) -> None:
-    """Exercise 11.2: L(N) = (N_c / N)^alpha fitted by hand in log space to the largest-budget runs."""
-    if not_attempted("11.2", alpha, n_c):
-        return
-    alpha, n_c = (float(v) if hasattr(v, "item") else v for v in (alpha, n_c))
-    assert _is_number(alpha) and _is_number(n_c), f"alpha={alpha!r} and n_c={n_c!r} should both be numbers"
-    sizes, losses, totals = _chapter_11_largest_budget()
-    expected = fit_power_law(sizes, losses)
-    with_totals = fit_power_law(totals, losses)
-    assert alpha > 0, (
-        f"alpha = {alpha:.3g}: the loss falls as N grows, so the slope of log L against log N is negative and "
-        "alpha is minus that slope"
-    )
-    assert not math.isclose(alpha, with_totals.alpha, rel_tol=1e-3) or math.isclose(alpha, expected.alpha), (
-        "that is the fit against all parameters; Kaplan's N (and this exercise) leaves out the embeddings: "
-        "use the non_embedding_parameters column"
-    )
-    assert math.isclose(alpha, expected.alpha, rel_tol=1e-3), (
-        f"alpha = {alpha:.4f}, but a least-squares line through (log N, log L) of the {len(sizes)} runs with the "
-        f"largest token budget has slope -{expected.alpha:.4f}: np.polyfit(np.log(N), np.log(L), 1)"
-    )
-    assert n_c > 0 and math.isclose(math.log(n_c), math.log(expected.x_c), rel_tol=1e-3), (
-        f"n_c = {n_c:.3g}, expected {expected.x_c:.3g}: the intercept b of the line is alpha * log(N_c), so "
-        "N_c = exp(b / alpha) (with the same logarithm base as the fit: np.log pairs with np.exp)"
-    )
-    correct("11.2", f"L(N) = ({expected.x_c:.3g} / N)^{expected.alpha:.3f}; Kaplan et al. report "
-                     f"alpha_N ≈ 0.076 for far larger models (np.polyfit agrees: "
-                     f"{-np.polyfit(np.log(sizes), np.log(losses), 1)[0]:.3f}).")
+    correct("11.2", f"N = {n_opt:.3g} parameters trained on D = {d_opt:.3g} tokens.")
 
 
 def check_exercise_11_3(factor) -> None:
