@@ -13,6 +13,11 @@ written to a temporary folder, then loaded in a fresh process two ways:
 Each process reports its peak resident memory (ru_maxrss) above what it held after importing torch,
 as a multiple of the file's size. The target for the first: at most about 1.3x.
 
+NOT YET VALID: its first run reported 0 MiB of growth for meta + assign and 0.83x for the copy on a
+701 MiB file, impossible figures (safetensors maps the file, so the baseline and ru_maxrss miss its
+pages). Fix the measurement (touch every tensor, or read bytes with safetensors.torch.load) and check
+it against the known 2x case before quoting any number from it.
+
 Run from the repository root (about a minute):
     python benchmarks/bench_loading.py [--emb-dim 1024] [--n-layers 12]
 """
