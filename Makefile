@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark notebooks clean train chat sync
+.PHONY: install lab test lint benchmark notebooks clean train chat sync device-check
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -35,6 +35,10 @@ train: install
 
 chat: install
 	$(BIN)/python -m shared.chat runs/austen/checkpoint.safetensors $(ARGS)
+
+# Before training on a GPU (NVIDIA or Apple's MPS): check that it gives the CPU's losses (a few seconds).
+device-check: install
+	$(BIN)/python -m shared.device_check $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

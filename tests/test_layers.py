@@ -85,7 +85,7 @@ LAYERS = [
     ["pretraining", "optimizers", "checkpoint", "distributed", "memory", "evaluation", "scaling", "trainer"],
     ["pretrained", "classification", "instruction"],
     ["checks"],
-    ["train", "chat", "generate", "instruction_data"],
+    ["train", "chat", "generate", "instruction_data", "device_check"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -35,3 +35,9 @@ def test_lab_refuses_a_notebook_that_does_not_exist_with_a_clear_message(tmp_pat
                             capture_output=True, text=True)
     assert result.returncode != 0
     assert "NB=chapters/no_such.ipynb does not exist" in result.stdout
+
+
+def test_device_check_runs_the_command_with_its_arguments():
+    result = subprocess.run(["make", "-n", "device-check", "ARGS=--device cpu"], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.splitlines()[-1].endswith("python -m shared.device_check --device cpu"), result.stdout
