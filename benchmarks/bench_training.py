@@ -12,10 +12,12 @@ held out):
    learning rate throughout, no warmup, no clipping: what the appendix-D recipe buys.
 
 The yardstick is bits per byte on the held-out novel (nats per token x tokens / bytes / ln 2),
-which compares models across tokenizers. Also reported: tokens/s of the whole training loop and
-model FLOPs utilisation: (6 x the parameters that multiply, that is all but the embedding tables,
-+ 12 x layers x context x width) FLOPs per token times tokens/s, divided by the peak this device
-reaches on a large fp32 matrix product, measured here.
+which compares models across tokenizers. Also reported: steady-state tokens/s (summary.json's
+`tokens_per_s`: the training steps after each process's first few, whose time, compilation included
+with --compile, is `warmup_seconds`, reported apart), and model FLOPs utilisation: (6 x the
+parameters that multiply, that is all but the embedding tables, + 12 x layers x context x width)
+FLOPs per token times tokens/s, divided by the peak this device reaches on a large fp32 matrix
+product, measured here.
 
 Run from the repository root (about 31 minutes at the default budget):
     python benchmarks/bench_training.py [--minutes 10] [--device cpu|cuda] [-- extra shared.train flags]
@@ -90,7 +92,8 @@ def main() -> None:
         gflops = s["flops_per_token"] * s["tokens_per_s"] / 1e9
         ok = "PASS" if s["val_bits_per_byte"] <= TARGET_BITS_PER_BYTE else "FAIL"
         return (f"| {name} | {s['step']:,} | {s['tokens_seen'] / 1e6:.2f}M | {s['wall_seconds'] / 60:.1f} | "
-                f"{s['tokens_per_s']:,.0f} | {gflops:.1f} | {gflops / peak:.0%} | {s['val_loss']:.3f} | "
+                f"{s['tokens_per_s']:,.0f} | {s.get('warmup_seconds', float('nan')):.1f} | {gflops:.1f} | "
+                f"{gflops / peak:.0%} | {s['val_loss']:.3f} | "
                 f"{s['val_perplexity']:.1f} | **{s['val_bits_per_byte']:.3f}** | {ok} |")
 
     cfg, a = recipe["config"], recipe["args"]
@@ -112,14 +115,14 @@ def main() -> None:
         f"- held out: {recipe['val_tokens']:,} tokens, {recipe['val_bytes']:,} bytes; peak fp32 matrix product "
         f"on this device: {peak:,.0f} GFLOP/s (2048 x 2048), the denominator of MFU",
         "",
-        "| run | steps | tokens | wall time (min) | tokens/s | GFLOP/s | MFU | held-out loss (nats/token) | "
-        "perplexity | bits/byte | at most " + f"{TARGET_BITS_PER_BYTE} |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| run | steps | tokens | wall time (min) | tokens/s (steady) | warm-up (s) | GFLOP/s | MFU | "
+        "held-out loss (nats/token) | perplexity | bits/byte | at most " + f"{TARGET_BITS_PER_BYTE} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         row("`python -m shared.train`: Muon + AdamW, warmup, cosine, clipping", recipe),
         row("`--optimizer adamw`: AdamW only, warmup, cosine, clipping", adamw),
         row("AdamW's steps with the plain loop (constant lr, no warmup, no clipping)", plain),
     ]
-    lines += [f"| reference: {name} | | | 10 | | | | | | {bpb} | |" for name, bpb in REFERENCES]
+    lines += [f"| reference: {name} | | | 10 | | | | | | | {bpb} | |" for name, bpb in REFERENCES]
     print("\n".join(lines))
 
 

@@ -1,7 +1,9 @@
 """One door to the architectures the training command trains: GPT-2 (chapter 4), Llama 3 and Qwen3 (chapter 12).
 
 A model's config dict names its architecture under "arch" (absent: GPT-2, as in every checkpoint
-written before chapter 12), so a checkpoint rebuilds the right model. `architecture_config` turns
+written before chapter 12), and whether the output head is the token embedding under
+"tie_embeddings" (GPT-2: absent, untied, unless trained with `--tie-weights`), so a checkpoint
+rebuilds the right model. `architecture_config` turns
 the training command's sizes into each architecture's config, `build_model` builds it and
 `init_weights` gives every architecture GPT-2's initialisation.
 """
@@ -48,12 +50,18 @@ def architecture_config(arch: str, sizes: dict) -> dict:
 
 
 def build_model(cfg: dict) -> nn.Module:
-    """The model a config describes: `cfg["arch"]` picks GPTModel, Llama3Model or Qwen3Model (default GPT-2)."""
+    """The model a config describes: `cfg["arch"]` picks GPTModel, Llama3Model or Qwen3Model (default GPT-2).
+
+    `cfg["tie_embeddings"]` ties a GPTModel's output head to its token embedding (one matrix, as GPT-2's
+    published weights have it, book section 4.6); chapter 12's models read the key themselves."""
     arch = cfg.get("arch", "gpt2")
     if arch not in ARCHITECTURES:
         raise ValueError(f"the config's arch={arch!r} is not one of {', '.join(ARCHITECTURES)}: the checkpoint was "
                          "written by a newer version of this project, or its config was edited.")
-    return ARCHITECTURES[arch](cfg)
+    model = ARCHITECTURES[arch](cfg)
+    if arch == "gpt2" and cfg.get("tie_embeddings", False):
+        model.out_head.weight = model.tok_emb.weight  # one matrix reads tokens in and writes them out
+    return model
 
 
 def init_weights(model: nn.Module) -> None:

@@ -4,6 +4,8 @@
 book's steps; `MultiHeadAttention` is the finished module the GPT model uses. Beyond the book it checks its sizes, it
 can run PyTorch's fused `scaled_dot_product_attention` (same result, less memory; see `attend`) and it
 can attend over a `KVCache`, so that generation feeds in only the newest token instead of the whole context.
+A cache may carry a `LeftPadding`: a batch of prompts of different lengths, each padded on the left, then
+hides the padding from every query and counts each row's positions from its first real token.
 """
 
 from __future__ import annotations
@@ -105,20 +107,64 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
+class LeftPadding:
+    """How many padding tokens precede each row's prompt in a batch of prompts of different lengths.
+
+    Generating for several prompts at once puts them in one (batch, tokens) tensor, the shorter ones
+    padded on the left so that every row's newest token is in the last column. A `KVCache` carrying
+    this object tells the model to give each row's first real token position 0 (`positions`) and
+    to hide the padding keys from every query (`hide_padding`). See `generate_batch` in chapter 5.
+
+    Beyond the book.
+    """
+
+    def __init__(self, lengths: torch.Tensor):
+        if lengths.dim() != 1 or lengths.dtype.is_floating_point or bool((lengths < 0).any()):
+            raise ValueError(f"padding lengths must be a 1-D tensor of counts >= 0, one per row, not {lengths!r}.")
+        self.lengths = lengths  # (batch,): padding tokens at the start of each row
+        self._mask_key, self._mask = None, None  # the last mask made, reused by every layer of one step
+
+    def positions(self, start: int, num_tokens: int) -> torch.Tensor:
+        """Each row's positions for cache slots start .. start + num_tokens - 1: (batch, num_tokens).
+
+        A row's first real token is at position 0; its padding slots get position 0 too (nothing sees them).
+        """
+        slots = torch.arange(start, start + num_tokens, device=self.lengths.device)
+        return (slots - self.lengths[:, None]).clamp(min=0)
+
+    def hide_padding(self, causal_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """The causal mask (new tokens, all keys), with each row's padding keys hidden too: (batch, 1, new, keys).
+
+        True means "may not look". A padding query may still look at itself, so that no row of
+        attention weights is all masked (a softmax over nothing gives NaN); its output is never used.
+        """
+        num_tokens, total = causal_mask.shape
+        if self._mask_key != (start, num_tokens, total):
+            keys = torch.arange(total, device=self.lengths.device)
+            queries = torch.arange(start, start + num_tokens, device=self.lengths.device)
+            padding_key = keys < self.lengths[:, None]  # (batch, keys)
+            hidden = causal_mask | padding_key[:, None, :]  # (batch, new, keys)
+            hidden &= keys != queries[:, None]  # every query may see itself
+            self._mask_key, self._mask = (start, num_tokens, total), hidden[:, None]  # one mask for all heads
+        return self._mask
+
+
 class KVCache:
     """The keys and values of the tokens processed so far, for every transformer block.
 
     Generation then feeds the model only the new token: each block appends its key and value here
     and attends over everything stored. Buffers are allocated once, for `max_length` tokens.
+    `padding` describes a left-padded batch of prompts of different lengths (see `LeftPadding`).
 
     Beyond the book.
     """
 
-    def __init__(self, n_layers: int, max_length: int):
+    def __init__(self, n_layers: int, max_length: int, padding: LeftPadding | None = None):
         self.max_length = max_length
         self.length = 0  # tokens stored so far (the position of the next token)
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.padding = padding  # None: every row starts at position 0, without padding
 
     def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store this layer's new keys and values (b, heads, new, head_dim); return all stored so far."""
@@ -133,6 +179,9 @@ class KVCache:
         elif keys.shape[0] != self.keys[layer].shape[0]:
             raise ValueError(f"the cache holds a batch of {self.keys[layer].shape[0]} sequences, not "
                              f"{keys.shape[0]}: use one cache per batch.")
+        if self.padding is not None and self.padding.lengths.shape[0] != keys.shape[0]:
+            raise ValueError(f"the cache's padding describes {self.padding.lengths.shape[0]} rows, but the batch "
+                             f"has {keys.shape[0]}: give one padding length per row.")
         self.keys[layer][:, :, start:end] = keys
         self.values[layer][:, :, start:end] = values
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
@@ -145,13 +194,15 @@ class KVCache:
 def attend(queries, keys, values, mask, dropout: nn.Dropout, use_sdpa: bool = False) -> torch.Tensor:
     """Each head's context vectors: softmax(queries @ keys^T / sqrt(head_dim)), masked and dropped out, @ values.
 
-    The tensors are (b, num_heads, tokens, head_dim); `mask` is True where a query must not look.
+    The tensors are (b, num_heads, tokens, head_dim); `mask` (tokens, keys), or (b, 1, tokens, keys) for a
+    padded batch, is True where a query must not look.
     `use_sdpa=True` hands the same computation to PyTorch's fused `scaled_dot_product_attention`.
 
     The explicit steps are section 3.6.2 of the book; `use_sdpa` is beyond it.
     """
     if use_sdpa:
-        causal = mask.shape[0] == mask.shape[1]  # nothing cached: the plain causal mask, PyTorch's fastest path
+        # Nothing cached and no padding: the plain causal mask, PyTorch's fastest path.
+        causal = mask.dim() == 2 and mask.shape[0] == mask.shape[1]
         return F.scaled_dot_product_attention(
             queries, keys, values, attn_mask=None if causal else ~mask, is_causal=causal,
             dropout_p=dropout.p if dropout.training else 0.0,
@@ -167,7 +218,8 @@ class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one weight matrix per projection, split into heads.
 
     Defined in section 3.6.2 of the book. Beyond it: clear errors, `use_sdpa=True` (PyTorch's fused kernel,
-    see `attend`) and `kv_cache` (with this block's `layer` index): generation attends over cached keys.
+    see `attend`) and `kv_cache` (with this block's `layer` index): generation attends over cached keys,
+    hiding the padding of a left-padded batch when the cache carries a `LeftPadding`.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, use_sdpa=False):
@@ -205,6 +257,8 @@ class MultiHeadAttention(nn.Module):
             keys, values = kv_cache.update(layer, keys, values)
         # Rows: the new tokens' positions; columns: every position they may look back to.
         mask = self.mask[start : start + num_tokens, : start + num_tokens]
+        if kv_cache is not None and kv_cache.padding is not None:  # a left-padded batch: hide the padding
+            mask = kv_cache.padding.hide_padding(mask, start)
         context_vec = attend(queries, keys, values, mask, self.dropout, self.use_sdpa)
         # Combine heads: (b, num_tokens, num_heads, head_dim) -> (b, num_tokens, d_out)
         context_vec = context_vec.transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)

@@ -1,8 +1,8 @@
 """Talk to a model you trained: `python -m shared.chat runs/austen/checkpoint.safetensors`.
 
-With `--prompt`, prints one continuation and exits; without it, asks for prompts in a loop (an empty
-line or Ctrl-D ends). Decoding options are chapter 5's: temperature, top-k, top-p, a length limit,
-and stopping at <|endoftext|>.
+With `--prompt`, prints one continuation and exits (repeat `--prompt` to continue several texts in one
+batch); without it, asks for prompts in a loop (an empty line or Ctrl-D ends). Decoding options are
+chapter 5's: temperature, top-k, top-p, a length limit, and stopping at <|endoftext|>.
 """
 
 from __future__ import annotations
@@ -15,26 +15,47 @@ import torch
 
 from shared.devices import pick_device
 from shared.pretrained import load_trained_model
-from shared.pretraining import generate, text_to_token_ids, token_ids_to_text
+from shared.pretraining import generate_batch, text_to_token_ids
 
 
 def continue_text(model, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None,
-                  top_p: float | None, device) -> str:
-    """The prompt's continuation (without the prompt), stopping early at <|endoftext|>."""
-    idx = text_to_token_ids(prompt, tokenizer).to(device)
-    if idx.shape[1] == 0:
-        raise ValueError("the prompt is empty: type some text to continue.")
+                  top_p: float | None, device=None) -> str:
+    """The prompt's continuation (without the prompt), stopping early at <|endoftext|>.
+
+    `device` is kept for older callers: the tokens go to the model's device.
+    """
+    return continue_texts(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, temperature=temperature,
+                          top_k=top_k, top_p=top_p)[0]
+
+
+def continue_texts(model, tokenizer, prompts: list[str], *, max_new_tokens: int, temperature: float,
+                   top_k: int | None, top_p: float | None) -> list[str]:
+    """Each prompt's continuation, generated together in one batch (`generate_batch`), stopping at <|endoftext|>.
+
+    A prompt longer than the model's context is continued from its last `context_length` tokens.
+    """
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError(f"prompts is {prompts!r}: give a list of one or more texts to continue.")
     context = model.cfg["context_length"]
-    out = generate(model, idx[:, -context:], max_new_tokens, context, temperature=temperature, top_k=top_k,
-                   top_p=top_p, eos_id=tokenizer.eot_token)
-    return token_ids_to_text(out[:, min(idx.shape[1], context):], tokenizer)
+    encoded = []
+    for index, prompt in enumerate(prompts):
+        ids = text_to_token_ids(prompt, tokenizer)[0].tolist()
+        if not ids:
+            which = "the prompt" if len(prompts) == 1 else f"prompt {index}"
+            raise ValueError(f"{which} is empty: type some text to continue.")
+        encoded.append(ids[-context:])
+    continuations = generate_batch(model, encoded, max_new_tokens, context, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, eos_id=tokenizer.eot_token)
+    return [tokenizer.decode(ids) for ids in continuations]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m shared.chat", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint written by python -m shared.train")
-    p.add_argument("--prompt", help="continue this text once and exit (default: ask in a loop)")
+    p.add_argument("--prompt", action="append",
+                   help="continue this text once and exit (default: ask in a loop); repeat it to continue "
+                        "several texts in one batch")
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (always the most likely token)")
     p.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0 = all)")
@@ -64,10 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     options = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                   top_k=args.top_k or None, top_p=args.top_p if args.top_p < 1 else None, device=device)
+                   top_k=args.top_k or None, top_p=args.top_p if args.top_p < 1 else None)
     try:
         if args.prompt is not None:
-            print(args.prompt + continue_text(model, tokenizer, args.prompt, **options))
+            continuations = continue_texts(model, tokenizer, args.prompt, **options)
+            print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, continuations)))
             return
         print("Type the start of a text; the model continues it. An empty line or Ctrl-D quits.")
         while True:

@@ -4,7 +4,9 @@ Everything needed to resume training exactly lives in a single file. Tensors (we
 moments, the random generators' states) are stored as safetensors; the rest (config, step,
 optimizer hyperparameters, anything the caller adds) as JSON in the file's metadata. Nothing is
 unpickled on load, so a checkpoint from an untrusted source cannot run code. Files are written to a
-temporary name and renamed, so an interrupted save never leaves a half-written checkpoint.
+temporary name and renamed, so an interrupted save never leaves a half-written checkpoint. Tied
+weights (one tensor under two names, e.g. an output head that is the token embedding) are stored
+once and come back as one tensor under both names.
 
 Two guards keep a checkpoint trustworthy: `save_checkpoint` refuses weights or optimizer state that
 hold NaN or infinity (so a diverged run never replaces good work), and every file carries a
@@ -70,17 +72,32 @@ def _rng_states() -> tuple[dict[str, torch.Tensor], list]:
     return tensors, [version, list(internal), gauss]
 
 
-def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CPU, contiguous tensors that share no memory with each other (safetensors refuses shared ones)."""
-    seen, out = set(), {}
+def _plain(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """CPU, contiguous tensors that share no memory (safetensors refuses shared ones), each stored once.
+
+    A tensor that is exactly another's view (tied weights: GPT-2's head and token embedding with
+    `tie_embeddings`) is not stored again: it becomes an alias, {its name: the stored name}, which
+    `read_checkpoint` turns back into one tensor under both names. Other overlaps are copied.
+    """
+    views: dict[tuple, str] = {}
+    storages: set[tuple] = set()
+    out, aliases = {}, {}
     for name, tensor in tensors.items():
-        tensor = tensor.detach().cpu().contiguous()
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        if key in seen:
-            tensor = tensor.clone()  # e.g. tied weights: store a second copy
-        seen.add(key)
-        out[name] = tensor
-    return out
+        tensor = tensor.detach()
+        if tensor.numel():  # empty tensors all have address 0: never aliases
+            storage = (tensor.device, tensor.untyped_storage().data_ptr())
+            view = (*storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride(), tensor.dtype)
+            if view in views:
+                aliases[name] = views[view]
+                continue
+            views[view] = name
+            shared = storage in storages
+            storages.add(storage)
+        else:
+            shared = False
+        plain = tensor.cpu().contiguous()
+        out[name] = plain.clone() if shared else plain  # a view of memory already stored: a copy
+    return out, aliases
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
@@ -133,8 +150,11 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.
     """Copy a checkpoint without its optimizer and RNG state: the weights (cast to `dtype` if given),
     config, step and extra data. A third of the size, for sharing a model rather than resuming it."""
     tensors, metadata = read_checkpoint(src)
-    weights = {key: (t.to(dtype) if dtype is not None and t.is_floating_point() else t)
-               for key, t in tensors.items() if key.startswith("model.")}
+    cast: dict[int, torch.Tensor] = {}  # by tensor: tied weights (one tensor, two names) stay one tensor
+    for t in tensors.values():
+        if id(t) not in cast:
+            cast[id(t)] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    weights = {key: cast[id(t)] for key, t in tensors.items() if key.startswith("model.")}
     kept = {key: metadata[key] for key in ("format", "version", "step", "config", "extra")}
     return _write_atomically(Path(dst), weights, kept)
 
@@ -142,8 +162,10 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.
 def _write_atomically(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     """safetensors to a temporary name, flushed to disk, then renamed: never a half-written file.
     The tensors' SHA-256 goes into the metadata, for `read_checkpoint` to verify."""
-    tensors = _plain(tensors)
+    tensors, aliases = _plain(tensors)
     metadata = {**metadata, "tensors_sha256": tensors_sha256(tensors)}
+    if aliases:
+        metadata["aliases"] = json.dumps(aliases)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path
@@ -157,13 +179,19 @@ ARCHITECTURE_KEYS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_la
 
 
 def _config_mismatch(saved: dict, model_config: dict) -> list[str]:
-    """'key: checkpoint X, model Y' for each architecture key on which the two configs differ."""
-    return [f"{key}: checkpoint {saved.get(key, '(missing)')!r}, model {model_config.get(key, '(missing)')!r}"
-            for key in ARCHITECTURE_KEYS if saved.get(key) != model_config.get(key)]
+    """'key: checkpoint X, model Y' for each architecture key on which the two configs differ, and for an untied
+    checkpoint (two matrices) read into a tied model (one: the head's would overwrite the embedding)."""
+    mismatch = [f"{key}: checkpoint {saved.get(key, '(missing)')!r}, model {model_config.get(key, '(missing)')!r}"
+                for key in ARCHITECTURE_KEYS if saved.get(key) != model_config.get(key)]
+    if model_config.get("tie_embeddings", False) and not saved.get("tie_embeddings", False):
+        mismatch.append("tie_embeddings: checkpoint False (a head of its own), model True (the head is the embedding)")
+    return mismatch
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors and the metadata of a checkpoint file, with a clear error for anything else."""
+    """All tensors and the metadata of a checkpoint file, with a clear error for anything else.
+
+    A tensor stored once for two names (tied weights) is returned under both, as one tensor."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}.")
@@ -187,6 +215,11 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     missing = [key for key in ("config", "step", "extra") if key not in metadata]
     if missing:
         raise ValueError(f"{path} lacks the metadata {', '.join(missing)}: it was not written by save_checkpoint.")
+    for name, stored in json.loads(metadata.get("aliases", "{}")).items():  # tied weights, stored once
+        if stored not in tensors:
+            raise ValueError(f"{path} is corrupt: its tensor {name!r} is an alias of {stored!r}, which the file "
+                             "lacks. Use another checkpoint.")
+        tensors[name] = tensors[stored]
     return tensors, metadata
 
 

@@ -5,12 +5,14 @@ limited by how fast the weights stream from memory. PyTorch's CPU builds carry t
 `F.linear` calls MKL, whose matrix-vector kernel reads `nn.Linear`'s (out, in) layout at about half
 the speed that the oneDNN library manages on the same tensor (measured in `benchmarks/`). Inside
 `fast_cpu_linear()`, `F.linear` calls that need no gradient run oneDNN's kernel; everything else
-(training, GPUs, other dtypes) runs exactly as before.
+(training, GPUs, other dtypes) runs exactly as before. The mode sees every torch call made in Python,
+which costs time of its own: enter it only for a float32 model on a CPU (`is_cpu_float32`).
 """
 
 import contextlib
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
@@ -18,6 +20,14 @@ from torch.overrides import TorchFunctionMode
 def onednn_linear_available() -> bool:
     """Whether this PyTorch build has oneDNN's linear kernel (x86 and ARM CPU builds usually do)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def is_cpu_float32(model: nn.Module) -> bool:
+    """Whether every parameter of `model` is a float32 tensor on the CPU: where `fast_cpu_linear` pays off.
+
+    On a GPU, or in another dtype, the mode would change nothing but still intercept every torch call.
+    """
+    return all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
 
 
 def _runs_on_onednn(x, weight, bias) -> bool:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from shared.corpus import DATA_DIR, read_shipped_file
 from shared.files import atomic_write_text, download
-from shared.pretraining import generate
+from shared.pretraining import generate_batch
 
 INSTRUCTION_DATA = "instructions/austen-instructions.json"  # under shared/data/
 INSTRUCTION_DATA_PATH = DATA_DIR / INSTRUCTION_DATA
@@ -240,40 +240,35 @@ def generate_responses(model, tokenizer, entries: Sequence[Mapping[str, str]], m
                        batch_size: int = 32, prompt_fn: Callable[[Mapping[str, str]], str] | None = None) -> list[str]:
     """Greedy answers of `model` to `entries`, in order, in eval mode (no dropout).
 
-    Prompts with the same number of tokens are answered together in one batch: they need no padding
-    (GPTModel has no padding mask), so each gets the answer it would get alone, several times faster.
-    `prompt_fn(entry)` gives the text the model continues; by default the Alpaca prompt and response
-    header, `format_input(entry) + RESPONSE_HEADER` (exercise 7.1 passes another prompt style's).
+    The prompts are answered `batch_size` at a time, shortest first, by `generate_batch`: it pads
+    them on the left and hides the padding, so each gets the answer it would get alone, several
+    times faster. An answer stops at the end token, after `max_new_tokens`, or when it would push
+    its prompt out of the model's context. `prompt_fn(entry)` gives the text the model continues; by
+    default the Alpaca prompt and response header, `format_input(entry) + RESPONSE_HEADER`
+    (exercise 7.1 passes another prompt style's).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: answer at least 1 entry at a time, e.g. 32.")
     model.eval()
-    device = next(model.parameters()).device
     context_size = model.cfg["context_length"]
     prompts = [prompt_fn(entry) if prompt_fn else format_input(entry) + RESPONSE_HEADER for entry in entries]
     encoded = [tokenizer.encode(prompt, allowed_special={"<|endoftext|>"}) for prompt in prompts]
-    by_length: dict[int, list[int]] = {}
     for index, token_ids in enumerate(encoded):
         if len(token_ids) >= context_size:
             raise ValueError(f"the prompt of entry {index} ({entries[index]['instruction'][:40]!r}...) is "
                              f"{len(token_ids)} tokens long, which leaves no room for an answer in the model's "
                              f"context of {context_size} tokens: shorten its input.")
-        by_length.setdefault(len(token_ids), []).append(index)
 
     responses = [""] * len(entries)
-    for length, indices in by_length.items():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            output = generate(
-                model=model,
-                idx=torch.tensor([encoded[i] for i in chunk], device=device),
-                max_new_tokens=min(max_new_tokens, context_size - length),  # never push the prompt out of view
-                context_size=context_size,
-                eos_id=tokenizer.eot_token,
-            )
-            for row, i in zip(output.tolist(), chunk):
-                new_ids = row[length:]
-                if tokenizer.eot_token in new_ids:
-                    new_ids = new_ids[:new_ids.index(tokenizer.eot_token)]  # the answer ends at the end token
-                responses[i] = extract_response(prompts[i] + tokenizer.decode(new_ids), prompts[i])
+    order = sorted(range(len(entries)), key=lambda i: len(encoded[i]))  # similar lengths: little padding
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        # Never push a prompt out of view: each answer may take at most its prompt's free context.
+        limits = [min(max_new_tokens, context_size - len(encoded[i])) for i in chunk]
+        continuations = generate_batch(model, [encoded[i] for i in chunk], max(limits), context_size,
+                                       eos_id=tokenizer.eot_token)
+        for i, new_ids, limit in zip(chunk, continuations, limits):
+            responses[i] = extract_response(prompts[i] + tokenizer.decode(new_ids[:limit]), prompts[i])
     return responses
 
 

@@ -3,7 +3,8 @@
 The book's names: `text_to_token_ids`, `token_ids_to_text`, `calc_loss_batch`, `calc_loss_loader`,
 `evaluate_model`, `generate_and_print_sample`, `train_model_simple`, `plot_losses`, `generate`
 (chapter 5) and `train_model` with linear warmup, cosine decay and gradient clipping (appendix D).
-Beyond the book: `generate` uses a key-value cache and offers top-p; `train_model` also does
+Beyond the book: `generate` uses a key-value cache and offers top-p, `generate_batch` continues prompts of
+different lengths in one left-padded batch; `train_model` also does
 gradient accumulation, bf16 mixed precision and a progress bar; `lr_at_step` and `train_step` are
 the pieces it is built from, which the training command (`shared/train.py`) reuses.
 """
@@ -14,6 +15,7 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -233,6 +235,99 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
         return idx_next
 
     return decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token)
+
+
+def _prompt_as_ids(prompt, index: int, context_size: int, vocab_size: int | None) -> list[int]:
+    """One prompt of `generate_batch` as a list of token ids, checked; errors name the prompt's index."""
+    if isinstance(prompt, torch.Tensor):
+        if prompt.dim() != 1 or prompt.dtype.is_floating_point or prompt.dtype.is_complex or prompt.dtype == torch.bool:
+            raise ValueError(f"prompt {index} is a tensor of shape {tuple(prompt.shape)} and dtype {prompt.dtype}: "
+                             "give each prompt as a 1-D tensor of integer token ids (or a list of ints).")
+        ids = prompt.tolist()
+    elif isinstance(prompt, (list, tuple)):
+        ids = list(prompt)
+        bad = next((t for t in ids if isinstance(t, bool) or not isinstance(t, int)), None)
+        if bad is not None:
+            raise ValueError(f"prompt {index} holds {bad!r} ({type(bad).__name__}): token ids are ints. "
+                             "Encode text first, e.g. tokenizer.encode(text).")
+    else:
+        raise ValueError(f"prompt {index} is a {type(prompt).__name__}, not a list of token ids or a 1-D tensor: "
+                         "encode text first, e.g. tokenizer.encode(text).")
+    if not ids:
+        raise ValueError(f"prompt {index} is empty: every prompt needs at least one token to continue.")
+    if len(ids) > context_size:
+        raise ValueError(f"prompt {index} has {len(ids)} tokens, more than context_size={context_size}: crop it "
+                         f"to its last {context_size} tokens, e.g. ids[-{context_size}:].")
+    if vocab_size is not None and not 0 <= min(ids) <= max(ids) < vocab_size:
+        wrong = min(ids) if min(ids) < 0 else max(ids)
+        raise ValueError(f"prompt {index} holds the token id {wrong}, outside the model's vocabulary of "
+                         f"{vocab_size} ids (0 to {vocab_size - 1}): encode it with the model's tokenizer.")
+    return ids
+
+
+def generate_batch(model, prompts: Sequence[Sequence[int] | torch.Tensor], max_new_tokens: int, context_size: int,
+                   temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                   eos_id: int | None = None, pad_id: int = 0) -> list[list[int]]:
+    """Continue several prompts of different lengths at once: one list of new token ids per prompt.
+
+    The prompts (lists of ids or 1-D tensors) are left-padded with `pad_id` into one batch and one
+    key-value cache; the cache's `LeftPadding` hides the padding from attention and starts each row
+    at position 0, so greedy decoding gives each prompt the tokens `generate` gives it alone.
+    Decoding options are `generate`'s; a continuation stops before `eos_id`, and the batch stops when
+    all have. A model without `supports_left_padding` (GPTModel has it) runs its prompts in groups of
+    equal length instead.
+
+    Beyond the book.
+    """
+    _check_decoding(temperature, top_k, top_p)
+    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence):
+        raise ValueError(f"prompts is a {type(prompts).__name__}: give a list of prompts, each a list of token "
+                         "ids or a 1-D tensor (for a (batch, tokens) tensor of equal-length prompts, use generate).")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty: give at least one prompt (a list of token ids).")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r}: ask for a whole number >= 0 of new tokens, e.g. 50.")
+    if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 1:
+        raise ValueError(f"context_size={context_size!r}: give the model's context length, a whole number >= 1, "
+                         "e.g. model.cfg['context_length'].")
+    vocab_size = getattr(model, "cfg", {}).get("vocab_size")
+    if isinstance(pad_id, bool) or not isinstance(pad_id, int) or pad_id < 0 or (vocab_size and pad_id >= vocab_size):
+        raise ValueError(f"pad_id={pad_id!r} is not a token id of the model: use any id in [0, vocab_size), e.g. 0 "
+                         "(padding is never attended to, so which one does not matter).")
+    ids = [_prompt_as_ids(prompt, i, context_size, vocab_size) for i, prompt in enumerate(prompts)]
+    lengths = [len(row) for row in ids]
+
+    if len(set(lengths)) > 1 and not getattr(model, "supports_left_padding", False):
+        results: list[list[int]] = [[] for _ in ids]
+        for length in sorted(set(lengths)):
+            group = [i for i, n in enumerate(lengths) if n == length]
+            continuations = generate_batch(model, [ids[i] for i in group], max_new_tokens, context_size,
+                                           temperature, top_k, top_p, eos_id, pad_id)
+            for i, continuation in zip(group, continuations):
+                results[i] = continuation
+        return results
+
+    device = next(model.parameters()).device
+    width = max(lengths)
+    idx = torch.tensor([[pad_id] * (width - len(row)) + row for row in ids], device=device)  # left-padded
+    pad_lengths = torch.tensor([width - n for n in lengths], device=device)
+    finished = torch.zeros(len(ids), 1, dtype=torch.bool, device=device)  # produced eos_id yet?
+
+    def pick_next_token(logits):
+        nonlocal finished
+        idx_next = next_token_logits_to_id(logits, temperature, top_k, top_p)
+        if eos_id is not None:
+            finished |= idx_next == eos_id
+            if finished.all():
+                return None  # every prompt is done: stop
+            idx_next = idx_next.masked_fill(finished, eos_id)
+        return idx_next
+
+    out = decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token, pad_lengths)
+    continuations = out[:, width:].tolist()
+    if eos_id is not None:
+        continuations = [row[:row.index(eos_id)] if eos_id in row else row for row in continuations]
+    return continuations
 
 
 # -- appendix D: warmup, cosine decay, clipping, and the loop that combines them -----------------------

@@ -5,7 +5,9 @@ which a notebook can call directly): it tokenizes and packs the text, holds out 
 (by default a whole novel, *Persuasion*, that the model never sees), trains with appendix D's loop
 (warmup, cosine decay, clipping; gradient accumulation and bf16 on request), shows progress, writes
 a checkpoint it can resume from (also on Ctrl-C), reports held-out perplexity and bits per byte, and
-prints a sample. `python -m shared.chat CHECKPOINT` then talks to the model. `--help` lists every option.
+prints a sample. Speeds are steady-state tokens/s: each process's first few steps (with --compile, the
+compilation) are reported apart, as warm-up seconds (summary.json: `tokens_per_s`, `warmup_seconds`).
+`python -m shared.chat CHECKPOINT` then talks to the model. `--help` lists every option.
 
 Across processes: `torchrun --nproc_per_node=N -m shared.train [--distributed ddp|fsdp] ...` (see
 `shared/distributed.py`). Each process draws its own batches, so the global batch is N x
@@ -61,11 +63,19 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     g.add_argument("--n-heads", type=int)
     g.add_argument("--context-length", type=int)
     g.add_argument("--drop-rate", type=float)
+    g.add_argument("--tie-weights", action="store_true",
+                   help="gpt2: the output head reuses the token embedding matrix, as GPT-2's published weights do "
+                   "(book section 4.6; fewer parameters; checkpoints store the matrix once); llama3 and qwen3 always "
+                   "tie")
     g = p.add_argument_group("training")
     g.add_argument("--out", default="runs/austen", help="folder for the checkpoint and the log")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     g.add_argument("--minutes", type=float, default=10.0,
-                   help="time budget: the number of steps is set from the speed of the first steps")
+                   help="time budget for the whole run, final scoring included: the number of steps is planned from "
+                   "a few timed steps, then re-fitted to the recent pace every 1/40 of the budget until 90%% of it "
+                   "has passed (each re-fit changes the slope of the cosine decay from there on, never the current "
+                   "learning rate), so the run ends close to the budget whether the machine speeds up or slows "
+                   "down; --resume goes on with the saved plan and what is left of the budget")
     g.add_argument("--max-steps", type=int, help="train exactly this many optimizer steps (overrides --minutes)")
     g.add_argument("--stop-at", type=int, help="save and exit after this step (continue later with --resume)")
     g.add_argument("--batch-size", type=int, default=16)
@@ -89,7 +99,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     g.add_argument("--seed", type=int, default=123)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     g.add_argument("--precision", default="auto", choices=PRECISIONS)
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs; slow to start)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model together with its loss (GPUs; slow to start: the compilation is "
+                   "reported as warm-up time, apart from the steady-state tokens/s)")
     g.add_argument("--prompt", default=DEFAULT_PROMPT, help="the start of the samples printed")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar (for logs)")
     g = p.add_argument_group("across processes (launch with torchrun --nproc_per_node=N -m shared.train ...)")

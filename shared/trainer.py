@@ -5,7 +5,10 @@ parses its arguments into a `TrainConfig` and calls `train`); the optimizers' tu
 what is left unset, and every value is checked when the config is made. `train` tokenizes and packs
 the text, holds out a validation split (by default a whole novel, *Persuasion*), trains with
 warmup, cosine decay and clipping (gradient accumulation and bf16 on request), writes a checkpoint
-it can resume from exactly (also on Ctrl-C), and scores the held-out text in bits per byte:
+it can resume from exactly (also on Ctrl-C), and scores the held-out text in bits per byte.
+A time budget (`minutes`, without `max_steps`) is met by re-fitting the step count to the recent
+pace as the run goes (`Trainer.calibrate_steps`, `Trainer._refit`); speeds are reported
+steady-state, the warm-up steps (and compilation) apart (`TrainResult`):
 
     from shared.trainer import TrainConfig, train
     result = train(TrainConfig(n_layers=2, emb_dim=64, n_heads=2, max_steps=100, out="runs/tiny"))
@@ -21,10 +24,12 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from shared import distributed
 from shared.architectures import ARCHITECTURES, architecture_config, build_model, init_weights
@@ -36,8 +41,7 @@ from shared.evaluation import bits_per_byte, evaluate_text, loss_over_token_ids
 from shared.files import atomic_write_text
 from shared.interrupts import NAMES, Interrupted, StopRequests
 from shared.optimizers import OPTIMIZERS, make_optimizer
-from shared.pretraining import autocast, generate, lr_at_step, resolve_precision, text_to_token_ids, token_ids_to_text
-from shared.pretraining import train_step as optimizer_step
+from shared.pretraining import autocast, generate, resolve_precision, text_to_token_ids, token_ids_to_text
 from shared.run_folder import RunLock, check_room, remove_orphan_temp_files
 from shared.scaling import flops_per_token
 from shared.token_file import (
@@ -68,7 +72,16 @@ SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 # The settings that define what a run trains: resuming with any of them changed would train something else.
 RUN_IDENTITY = ("data", "val_novel", "val_fraction", "tokenizer", "arch", "gpt2_size", "n_layers", "emb_dim", "n_heads",
-                "context_length", "seed", "batch_size", "accumulation_steps", "schedule", "optimizer")
+                "context_length", "tie_weights", "seed", "batch_size", "accumulation_steps", "schedule", "optimizer")
+# Each process's first steps compile (--compile) and warm up allocators and kernels: timed apart as `warmup_seconds`
+# and left out of the steady-state tokens/s.
+WARMUP_STEPS_UNTIMED = 3
+PROBE_STEPS = 5  # timed after the warm-up steps, to plan a time-budgeted run
+# A time-budgeted run re-fits its step count to its recent pace every 1/REFITS_PER_BUDGET of the budget, until
+# REFIT_UNTIL of the budget has passed; from there the plan is final.
+REFITS_PER_BUDGET = 40
+REFIT_UNTIL = 0.9
+SAMPLE_TOKENS = 120  # the sample the report prints
 
 
 def flag(name: str) -> str:
@@ -98,6 +111,7 @@ class TrainConfig:
     n_heads: int | None = None
     context_length: int | None = None
     drop_rate: float | None = None
+    tie_weights: bool = False  # gpt2: the output head is the token embedding (llama3 and qwen3 always tie)
     # training
     out: str = "runs/austen"  # folder for the checkpoint and summary.json
     resume: bool = False  # continue the run saved in `out`
@@ -173,6 +187,8 @@ class TrainConfig:
                              f"{DEFAULT_PROMPT!r}.")
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate={self.drop_rate} ({flag('drop_rate')}) must be in [0, 1), e.g. 0.1.")
+        if not isinstance(self.tie_weights, bool):
+            raise ValueError(f"tie_weights={self.tie_weights!r} ({flag('tie_weights')}) must be True or False.")
         self._check_distributed()
 
     def _check_distributed(self) -> None:
@@ -199,7 +215,10 @@ class TrainConfig:
             if getattr(self, key) is not None:
                 cfg[key] = getattr(self, key)
         cfg["vocab_size"] = vocab_size
-        return architecture_config(self.arch, cfg)
+        cfg = architecture_config(self.arch, cfg)
+        if self.tie_weights:  # GPT-2's configs keep no key for it unless tied, as every earlier checkpoint
+            cfg["tie_embeddings"] = True
+        return cfg
 
     def changes_from(self, saved: dict) -> list[str]:
         """'--flag: saved X, now Y' for each setting of `RUN_IDENTITY` on which this config and a saved one differ.
@@ -207,7 +226,7 @@ class TrainConfig:
         `saved` is what a checkpoint stored (`asdict` of the config it was trained with); runs saved
         before these names existed called `gpt2_size` "config" and always used AdamW.
         """
-        saved = {"optimizer": "adamw", "arch": "gpt2", **saved}
+        saved = {"optimizer": "adamw", "arch": "gpt2", "tie_weights": False, **saved}
         if "gpt2_size" not in saved and "config" in saved:
             saved["gpt2_size"] = saved["config"]
         return [f"{flag(k)}: saved {saved.get(k)!r}, now {getattr(self, k)!r}"
@@ -229,9 +248,14 @@ class TrainResult:
     """What a run did: its evaluations along the way, its held-out scores and where its checkpoint is.
 
     `history` has one entry per evaluation (step, tokens, train_loss, val_loss, tokens_per_s,
-    gflops_per_s). The held-out scores cover the whole validation text and are None when the run
-    stopped early (`stop_at`) or on a process that does not evaluate. `summary` is what
+    gflops_per_s, warmup_seconds). The held-out scores cover the whole validation text and are None
+    when the run stopped early (`stop_at`) or on a process that does not evaluate. `summary` is what
     `summary.json` holds.
+
+    Speeds are steady-state: `tokens_per_s` leaves out each process's first `WARMUP_STEPS_UNTIMED`
+    steps (compilation with --compile, allocations), whose time is `warmup_seconds`; `train_seconds`
+    is the time of every training step. (A history entry written before any steady step has
+    tokens_per_s None.)
     """
 
     checkpoint: Path
@@ -247,6 +271,9 @@ class TrainResult:
     val_bits_per_byte: float | None = None
     sample: str | None = None
     summary: dict = field(default_factory=dict, repr=False)
+    warmup_seconds: float = 0.0
+    steady_tokens: int = 0
+    steady_seconds: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -255,7 +282,23 @@ class TrainResult:
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens_seen / max(self.train_seconds, 1e-9)
+        """Steady-state training speed: tokens per second of the steps after warm-up (all steps if none was)."""
+        return steady_rate(self.steady_tokens, self.steady_seconds, self.tokens_seen, self.train_seconds)
+
+
+def steady_rate(steady_tokens: int, steady_seconds: float, tokens: int, seconds: float) -> float:
+    """Tokens per second over the steady steps; over all steps when no step after warm-up was timed yet."""
+    if steady_seconds > 0:
+        return steady_tokens / steady_seconds
+    return tokens / max(seconds, 1e-9)
+
+
+def next_token_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of `model`'s next-token predictions: section 5.1.3's `calc_loss_batch`, with the
+    batches already on the model's device. With --compile the trainer compiles this whole function, so the
+    vocabulary-wide logits and their cross-entropy run inside the compiled graph."""
+    logits = model(inputs)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
 class TrainingDiverged(RuntimeError):
@@ -298,11 +341,16 @@ def _encode(documents: list[tuple[str, str]], tokenizer: Tokenizer) -> torch.Ten
 
 
 class Trainer:
-    """One training run: its data, model, optimizer and position, which a checkpoint saves whole."""
+    """One training run: its data, model, optimizer and position, which a checkpoint saves whole.
 
-    def __init__(self, config: TrainConfig):
+    `clock` is the timer behind every duration and the time budget (`time.perf_counter`; tests pass a
+    simulated one).
+    """
+
+    def __init__(self, config: TrainConfig, clock: Callable[[], float] = time.perf_counter):
         self.config = c = config
-        self.started = time.perf_counter()
+        self.clock = clock
+        self.started = clock()
         self.out = Path(c.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
         self.device = pick_device(c.device)
@@ -331,7 +379,27 @@ class Trainer:
         if self.is_main:  # room for the checkpoint: weights plus at most two optimizer values per weight
             check_room(self.out, 3 * sum(p.numel() * p.element_size() for p in self.model.parameters()))
         self.step, self.total_steps, self.tokens_seen, self.train_seconds = 0, c.max_steps, 0, 0.0
-        self.refit_at = None  # the step at which a time-budgeted run checks its step count again
+        # The schedule: warmup steps, then a cosine over a "progress" fraction that reaches 1 at the last step.
+        # Re-fitting the step count moves the anchor (the step and progress where the current slope starts), so
+        # a new count changes the slope of what is left, never the current learning rate.
+        self.warmup, self.anchor_step, self.anchor_progress = 0, 0, 0.0
+        if self.total_steps is not None:
+            self._plan_schedule()
+        # A time budget (no max_steps): the step count is re-fitted every `refit_every` steps to the pace since
+        # `last_refit` (step, seconds into the budget, seconds of checks and saves), until the plan is final.
+        self.budgeted = c.max_steps is None
+        self.refit_every: int | None = None
+        self.last_refit = (0, 0.0, 0.0)
+        self.plan_final = False
+        # A forward pass's cost per token over a training step's, measured on the validation checks (a third:
+        # backward costs about twice the forward, until measured); the pace may change, the ratio hardly does.
+        self.forward_ratio = 1 / 3
+        self.last_step_seconds: float | None = None
+        self.save_seconds = 0.0  # the last checkpoint's writing time
+        self.check_seconds = 0.0  # all the validation checks' and saves' time: the pace leaves them out
+        # Steady-state speed: this process's first steps are warm-up, timed apart.
+        self.warm_steps_left = WARMUP_STEPS_UNTIMED
+        self.warmup_seconds, self.steady_seconds, self.steady_tokens = 0.0, 0.0, 0
         self.history: list[dict] = []
         if saved:
             self._resume(saved)
@@ -387,15 +455,23 @@ class Trainer:
         self.model = build_model(self.cfg)
         init_weights(self.model)
         self.model.to(self.device)
-        self.num_params = sum(p.numel() for p in self.model.parameters())
+        self.num_params = sum(p.numel() for p in self.model.parameters())  # a tied matrix counts once
         if self.strategy == "fsdp":
             distributed.wrap_model(self.model, "fsdp", self.device)  # shards in place: the optimizer below holds shards
         self.optimizer = self._new_optimizer()
         self.forward_model = self.model
         if self.strategy == "ddp":  # the wrapper trains; self.model (plain names) evaluates and saves
             self.forward_model = distributed.wrap_model(self.model, "ddp", self.device)
-        if self.config.compile:
+        compile_wrapper = self.config.compile and self.strategy == "ddp"  # DDP's gradient hooks: compile the wrapper
+        if compile_wrapper:
             self.forward_model = torch.compile(self.forward_model)
+        forward_model = self.forward_model
+
+        def loss_fn(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return next_token_loss(forward_model, inputs, targets)
+
+        # Otherwise the model and its loss in one graph: the vocabulary-wide logits never leave it.
+        self.loss_fn = torch.compile(loss_fn) if self.config.compile and not compile_wrapper else loss_fn
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         """A fresh optimizer for the model: no decay on biases and norms; Muon on request."""
@@ -404,7 +480,7 @@ class Trainer:
                               muon_lr=c.muon_lr)
 
     def _resume(self, saved: dict) -> None:
-        """Read the checkpoint into the model and optimizer (under FSDP each rank keeps its shards)."""
+        """Read the checkpoint into the model and optimizer (under FSDP each rank keeps its shards), and the plan."""
         if self.strategy != "fsdp":
             checkpoint = load_checkpoint(self.checkpoint_path, self.model, self.optimizer, restore_rng=True)
         else:
@@ -426,6 +502,25 @@ class Trainer:
         self.tokens_seen = saved["tokens_seen"]
         self.train_seconds = saved["train_seconds"]
         self.history = saved["history"]
+        self.warmup_seconds = saved.get("warmup_seconds", 0.0)
+        self.steady_seconds = saved.get("steady_seconds", 0.0)
+        self.steady_tokens = saved.get("steady_tokens", 0)
+        schedule = saved.get("schedule")  # absent in runs saved before re-fitting: the plain cosine to total_steps
+        if schedule:
+            self.warmup, self.anchor_step, self.anchor_progress = (schedule["warmup"], schedule["anchor_step"],
+                                                                   schedule["anchor_progress"])
+        else:
+            self._plan_schedule()
+        # A time-budgeted run goes on re-fitting toward what is left of its budget, from the state it saved,
+        # so it makes the decisions the uninterrupted run would have made on the same clock.
+        self.started -= saved.get("wall_seconds", 0.0)  # the run's time so far, in the earlier process(es)
+        budget = saved.get("budget")
+        self.budgeted = budget is not None and c.max_steps is None
+        if self.budgeted:
+            self.refit_every, self.plan_final = budget["refit_every"], budget["plan_final"]
+            self.last_refit = tuple(budget["last_refit"])
+            self.forward_ratio, self.save_seconds = budget["forward_ratio"], budget["save_seconds"]
+            self.check_seconds = budget["check_seconds"]
         log(f"resumed at step {self.step:,} of {self.total_steps:,}")
         if saved.get("world_size", 1) != self.world_size:
             log(f"the run was saved by {saved.get('world_size', 1)} process(es), now {self.world_size}: "
@@ -434,10 +529,21 @@ class Trainer:
     # -- training --------------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the whole run (model, optimizer, position, history, settings) to its checkpoint."""
+        """Write the whole run (model, optimizer, position, plan, history, settings) to its checkpoint."""
+        started = self.clock()
         extra = {"args": asdict(self.config), "tokenizer": describe_tokenizer(self.tokenizer), "config": self.cfg,
                  "total_steps": self.total_steps, "tokens_seen": self.tokens_seen,
-                 "train_seconds": self.train_seconds, "history": self.history, "world_size": self.world_size}
+                 "wall_seconds": started - self.started, "train_seconds": self.train_seconds,
+                 "warmup_seconds": self.warmup_seconds,
+                 "steady_seconds": self.steady_seconds, "steady_tokens": self.steady_tokens,
+                 "schedule": {"warmup": self.warmup, "anchor_step": self.anchor_step,
+                              "anchor_progress": self.anchor_progress},
+                 "history": self.history, "world_size": self.world_size}
+        if self.budgeted:
+            extra["budget"] = {"refit_every": self.refit_every,
+                               "plan_final": self.plan_final, "last_refit": list(self.last_refit),
+                               "forward_ratio": self.forward_ratio,
+                               "save_seconds": self.save_seconds, "check_seconds": self.check_seconds}
         model, optimizer = self.model, self.optimizer
         if self.strategy == "fsdp":  # every rank sends its shards; rank 0 gets the whole state
             model_state, optimizer_state = distributed.full_state_dicts(self.model, self.optimizer)
@@ -445,6 +551,8 @@ class Trainer:
         if self.is_main:
             save_checkpoint(self.checkpoint_path, model, optimizer, step=self.step, config=self.cfg, extra=extra)
         self.saved_step = self.step
+        self.save_seconds = self.clock() - started
+        self.check_seconds += self.save_seconds
 
     def micro_batches(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's micro-batches: rank r draws the stream's micro-batches r*A ... r*A + A - 1 (A = accumulation).
@@ -458,26 +566,73 @@ class Trainer:
                                                                c.seed, step, micro))
                 for micro in range(first, first + c.accumulation_steps)]
 
+    def _plan_schedule(self) -> None:
+        """The schedule for `total_steps` from the start: warmup, then the cosine from progress 0 at its end."""
+        self.warmup = min(self.config.warmup_steps, self.total_steps - 1)
+        self.anchor_step, self.anchor_progress = self.warmup, 0.0
+
+    def decay_progress(self, step: int) -> float:
+        """How far the cosine decay is at `step` (0 at the end of warmup, 1 at the last step, `total_steps - 1`):
+        the anchor's progress plus an equal share of what is left for each step up to the last."""
+        if step <= self.anchor_step:
+            return self.anchor_progress
+        span = max(self.total_steps - 1 - self.anchor_step, 1)
+        return min(self.anchor_progress + (1.0 - self.anchor_progress) * (step - self.anchor_step) / span, 1.0)
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Re-plan the run to end after `total_steps` steps without changing the current learning rate: the
+        cosine goes on from where it is, at the slope that reaches its end at the new last step."""
+        anchor = max(self.step, self.warmup)
+        self.anchor_progress = self.decay_progress(anchor)
+        self.anchor_step, self.total_steps = anchor, max(total_steps, self.step + 1, self.warmup + 1)
+
     def learning_rate(self) -> float:
-        """This step's rate: constant (chapter 5's loop), or warmup then cosine decay (appendix D)."""
+        """This step's rate: constant (chapter 5's loop), or warmup then cosine decay (appendix D).
+
+        With a fixed step count it is `lr_at_step`'s (appendix D) exactly; a re-fitted count changes the
+        slope of the decay from the step where it changed (`set_total_steps`)."""
         c = self.config
         if c.schedule == "constant":
             return c.lr
-        return lr_at_step(self.step, peak_lr=c.lr, warmup_steps=min(c.warmup_steps, self.total_steps - 1),
-                          total_steps=self.total_steps, initial_lr=c.lr / 100, min_lr=c.min_lr)
+        initial_lr = c.lr / 100
+        if self.step < self.warmup:
+            return initial_lr + (c.lr - initial_lr) * self.step / self.warmup
+        progress = self.decay_progress(self.step)
+        return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def one_step(self) -> float:
-        """One optimizer step over this step's micro-batches; the mean loss over every rank's batches."""
+        """One optimizer step over this step's micro-batches; the mean loss over every rank's batches.
+
+        The micro-batches' losses add up on the device: the host waits for the device once per step,
+        after the optimizer step is queued, to read the loss and the gradient norm."""
         c = self.config
         lr = self.learning_rate()
-        loss, norm = optimizer_step(self.forward_model, self.micro_batches(self.step), self.optimizer, self.device,
-                                    lr=lr, max_norm=c.max_norm or None, precision=self.precision)
+        for group in self.optimizer.param_groups:  # Muon's groups scale the schedule by their "lr_scale"
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        self.optimizer.zero_grad(set_to_none=True)
+        batches = self.micro_batches(self.step)
+        total = None
+        for inputs, targets in batches:
+            with autocast(self.device, self.precision):
+                loss = self.loss_fn(inputs, targets) / len(batches)
+            loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
+        norm = None
+        if c.max_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.forward_model.parameters(), max_norm=c.max_norm)
+        self.optimizer.step()
+        loss, norm = total.item(), None if norm is None else norm.item()  # the step's one wait for the device
         self.step += 1
-        self.tokens_seen += self.world_size * c.batch_size * c.accumulation_steps * self.cfg["context_length"]
+        self.tokens_seen += self.tokens_per_step()
         loss = distributed.all_reduce_mean(loss, self.device)
         if not math.isfinite(loss) or (norm is not None and not math.isfinite(norm)):
             raise TrainingDiverged(self._diverged(loss, norm, lr))
         return loss
+
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step trains on, over all processes."""
+        c = self.config
+        return self.world_size * c.batch_size * c.accumulation_steps * self.cfg["context_length"]
 
     def _diverged(self, loss: float, norm: float | None, lr: float) -> str:
         """What went wrong at this step, what was kept, and what to change."""
@@ -490,47 +645,87 @@ class Trainer:
                 f"The usual cause is a learning rate too high: lower {rates} three to ten times and start a new run"
                 + (", or try --precision fp32" if self.precision == "bf16" else "") + ".")
 
-    def calibrate_steps(self) -> None:
-        """With a time budget: time a few steps (not kept), then fix the step count for the whole run.
+    # -- the time budget -----------------------------------------------------------------------------
 
-        The estimate is checked again after warmup, at step 200 or later (`refit_steps`), on the real
-        steps, while the cosine decay has barely begun: a few probe steps can misjudge a long run's pace.
+    def elapsed(self) -> float:
+        """Seconds of the time budget used so far (by earlier processes too, when resumed)."""
+        return self.clock() - self.started
+
+    def calibrate_steps(self) -> None:
+        """With a time budget: time a few steps (not kept), then plan the run's step count, a first estimate.
+
+        The warm-up steps (compilation, allocations) come first and count as `warmup_seconds`; the
+        probes after them give the pace. Training then starts over from the same weights and random
+        state, and `_refit` corrects the count as the run goes (`refit_every` steps, about 1/40 of the
+        budget each), until 90% of the budget has passed.
         """
         state = {k: v.clone() for k, v in self.model.state_dict().items()}
         rng = torch.get_rng_state()
         self.total_steps = 10**9  # any large number while timing
-        self.one_step()  # warm-up: allocations, kernels
-        started, probes = time.perf_counter(), 5
-        for _ in range(probes):
+        self._plan_schedule()
+        for _ in range(self.warm_steps_left):  # warm-up: compilation, allocations, kernels
+            started = self.clock()
             self.one_step()
-        seconds_per_step = (time.perf_counter() - started) / probes
+            self.warmup_seconds += self.clock() - started
+        self.warm_steps_left = 0  # this process is warm: every training step is a steady one
+        started = self.clock()
+        for _ in range(PROBE_STEPS):
+            self.one_step()
+        seconds_per_step = (self.clock() - started) / PROBE_STEPS
         # Start over: fresh weights and optimizer, the same random state.
         self.model.load_state_dict(state)
         self.optimizer = self._new_optimizer()
         torch.set_rng_state(rng)
         self.step, self.tokens_seen = 0, 0
-        # Each rank timed its own steps: all follow rank 0's count.
+        # Each rank timed its own steps: all follow rank 0's plan.
         self.total_steps = distributed.broadcast_int(self.steps_in_budget(seconds_per_step), self.device)
-        # Late enough that the first, slower steps weigh little; early enough that the decay has barely begun.
-        self.refit_at = min(max(self.config.warmup_steps, 200), self.total_steps // 2)
-        log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.config.minutes:g} min")
+        self._plan_schedule()
+        every = round(self.config.minutes * 60 / REFITS_PER_BUDGET / max(seconds_per_step, 1e-9))
+        self.refit_every = distributed.broadcast_int(max(every, 1), self.device)
+        self.last_refit = (0, self.elapsed(), self.check_seconds)
+        log(f"{seconds_per_step * 1000:.0f} ms per step -> {self.total_steps:,} steps in {self.config.minutes:g} min "
+            f"(re-fitted every {self.refit_every:,} steps until {REFIT_UNTIL:.0%} of the budget)")
+
+    def _forward_seconds_per_token(self, seconds_per_step: float) -> float:
+        """A forward pass's seconds per token at a pace of `seconds_per_step` (`forward_ratio` of a step's)."""
+        c = self.config
+        tokens_per_step = c.batch_size * c.accumulation_steps * self.cfg["context_length"]
+        return self.forward_ratio * seconds_per_step / tokens_per_step
 
     def steps_in_budget(self, seconds_per_step: float) -> int:
-        """How many steps in all fit what is left of the time budget, with validation checks and final scoring."""
+        """How many steps in all fit what is left of the time budget at `seconds_per_step` (training only), with
+        the validation checks and saves still to come, the final scoring, the sample and the last save."""
         c = self.config
-        # A forward pass costs about a third of a training step per token.
-        tokens_per_step = c.batch_size * c.accumulation_steps * self.cfg["context_length"]
-        forward_seconds_per_token = seconds_per_step / tokens_per_step / 3
-        eval_seconds_per_step = c.eval_windows * self.cfg["context_length"] * forward_seconds_per_token / c.eval_every
-        remaining = c.minutes * 60 - (time.perf_counter() - self.started)
-        remaining -= len(self.val_ids) * forward_seconds_per_token + 5  # final scoring, sample, saving
-        return self.step + max(int(0.97 * remaining / (seconds_per_step + eval_seconds_per_step)), 2)
+        forward = self._forward_seconds_per_token(seconds_per_step)
+        checks_per_step = c.eval_windows * self.cfg["context_length"] * forward / c.eval_every
+        seconds_per_step += checks_per_step + self.save_seconds / c.save_every
+        final = (len(self.val_ids) + SAMPLE_TOKENS) * forward + self.save_seconds
+        remaining = c.minutes * 60 - self.elapsed() - final
+        return self.step + max(int(remaining / max(seconds_per_step, 1e-9)), 1)
 
-    def refit_steps(self) -> str:
-        """Re-fit the step count to the pace of the steps run so far (while the learning rate still warms up)."""
-        seconds_per_step = self.train_seconds / self.step
-        self.total_steps = max(self.steps_in_budget(seconds_per_step), self.step + 1)
-        return f"[train] {seconds_per_step * 1000:.0f} ms per step so far -> {self.total_steps:,} steps in all"
+    def _refit(self) -> str | None:
+        """Re-fit the step count to the pace since the last re-fit (the wall clock's, less the validation
+        checks and saves, whose cost `steps_in_budget` spreads evenly); a line for the log when the plan
+        changed by more than 2% or became final, else None."""
+        elapsed = self.elapsed()
+        last_step, last_elapsed, last_checks = self.last_refit
+        pace = (elapsed - last_elapsed - (self.check_seconds - last_checks)) / max(self.step - last_step, 1)
+        final = elapsed >= REFIT_UNTIL * self.config.minutes * 60
+        total = max(self.steps_in_budget(pace), self.step + 1)
+        # One decision for all ranks: rank 0's count and whether the plan is final, in one broadcast.
+        total, final = divmod(distributed.broadcast_int(2 * total + final, self.device), 2)
+        before = self.total_steps
+        if total != before:
+            self.set_total_steps(total)
+        self.last_refit, self.plan_final = (self.step, elapsed, self.check_seconds), bool(final)
+        if final:
+            return (f"{pace * 1000:.0f} ms per step lately -> {self.total_steps:,} steps in all, final "
+                    f"({elapsed / 60:.1f} of {self.config.minutes:g} min used)")
+        if abs(self.total_steps - before) > 0.02 * before:
+            return f"{pace * 1000:.0f} ms per step lately -> {self.total_steps:,} steps in all"
+        return None
+
+    # -- the loop, the checks and the report ----------------------------------------------------------
 
     def sample(self, max_new_tokens: int = 60) -> str:
         """A short sample (temperature 0.8, top-k 40) that does not disturb training's random state."""
@@ -547,14 +742,23 @@ class Trainer:
         """Mean loss per token over the first `eval_windows` non-overlapping windows of the held-out ids."""
         context = self.cfg["context_length"]
         ids = self.val_ids[: self.config.eval_windows * context + 1]
+        started = self.clock()
         with autocast(self.device, self.precision):
             nll, tokens = loss_over_token_ids(self.model, ids, self.device, batch_size=self.config.batch_size)
+        seconds = self.clock() - started
+        self.check_seconds += seconds
+        if self.last_step_seconds:  # what the final scoring will cost, relative to the pace of training
+            c = self.config
+            step_per_token = self.last_step_seconds / (c.batch_size * c.accumulation_steps * context)
+            self.forward_ratio = seconds / max(tokens, 1) / step_per_token
         return nll / tokens
 
     def _describe(self) -> str:
         c = self.config
+        tied = self.cfg.get("tie_embeddings", False)
         return (f"model: {self.num_params / 1e6:.2f}M parameters, {self.cfg['n_layers']} layers, "
-                f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}; device {self.device}, "
+                f"{self.cfg['emb_dim']} wide, context {self.cfg['context_length']}"
+                + (", head tied to the embedding" if tied else "") + f"; device {self.device}, "
                 f"{self.precision}; {self.total_steps:,} steps of {c.batch_size * c.accumulation_steps} x "
                 f"{self.cfg['context_length']} tokens, {c.optimizer}, peak lr {c.lr:g}"
                 + (f" (Muon's matrices {c.muon_lr:g})" if c.muon_lr is not None else ""))
@@ -562,9 +766,15 @@ class Trainer:
     def train(self) -> TrainResult:
         """Train to the last step (or `stop_at`), saving as it goes, then score the held-out text.
 
+        With a time budget (no `max_steps`) the step count is planned from a few timed steps and
+        re-fitted to the recent pace as the run goes, until 90% of the budget has passed, so the run,
+        final scoring included, ends close to `minutes` whether the machine speeds up or slows down;
+        each re-fit changes the slope of the cosine decay from there on, never the current rate.
+
         Ctrl-C or SIGTERM stops it after the step under way: it saves that step and raises `Interrupted`
-        (a KeyboardInterrupt), and resuming continues exactly as if it had not stopped. A loss that
-        becomes NaN or infinite raises `TrainingDiverged` without saving over the last checkpoint.
+        (a KeyboardInterrupt), and resuming continues exactly as if it had not stopped (a time-budgeted
+        run with the plan it had, re-fitting to what is left of its budget). A loss that becomes NaN or
+        infinite raises `TrainingDiverged` without saving over the last checkpoint.
         """
         # tqdm.auto draws a widget in Jupyter; imported here, as pretraining.train_model does, because importing
         # it in a notebook without ipywidgets warns, and a notebook may import this module without training.
@@ -612,73 +822,100 @@ class Trainer:
         return distributed.all_reduce_mean(float(stop.requested), self.device) > 0
 
     def _timed_step(self, bar) -> float:
-        """One step, timed; at `refit_at`, the step count re-fitted to the pace so far."""
-        started = time.perf_counter()
+        """One step, timed (this process's first steps as warm-up, the rest as steady state); with a time
+        budget, every `refit_every` steps until the plan is final, the step count re-fitted (`_refit`)."""
+        started = self.clock()
         loss = self.one_step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-        self.train_seconds += time.perf_counter() - started
-        if self.step == self.refit_at:
-            message = self.refit_steps()
-            self.total_steps = distributed.broadcast_int(self.total_steps, self.device)  # rank 0's count
-            if self.is_main:
-                bar.write(message)
+        seconds = self.clock() - started
+        self.train_seconds += seconds
+        self.last_step_seconds = seconds
+        if self.warm_steps_left:
+            self.warm_steps_left -= 1
+            self.warmup_seconds += seconds
+            if not self.warm_steps_left and self.is_main:
+                bar.write(f"[train] warm-up: this process's first {WARMUP_STEPS_UNTIMED} steps took "
+                          f"{self.warmup_seconds:.1f} s in all" + (" (compilation included)" if self.config.compile
+                                                                    else "") + "; tokens/s leave them out")
+        else:
+            self.steady_seconds += seconds
+            self.steady_tokens += self.tokens_per_step()
+        if (self.budgeted and not self.plan_final and self.refit_every and self.step < self.total_steps
+                and self.step % self.refit_every == 0):
+            message = self._refit()
+            if message and self.is_main:
+                bar.write("[train] " + message)
             bar.total = self.total_steps
         bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{self.tokens_seen / max(self.train_seconds, 1e-9):,.0f}",
-                        refresh=False)
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{self.tokens_per_s():,.0f}", refresh=False)
         return loss
+
+    def tokens_per_s(self) -> float:
+        """Steady-state tokens per second so far (over every step while none after warm-up was timed)."""
+        return steady_rate(self.steady_tokens, self.steady_seconds, self.tokens_seen, self.train_seconds)
 
     def _evaluate(self, train_loss: float, bar) -> None:
         """Validation loss on a few held-out windows, kept in the history and printed."""
         val_loss = self.validation_loss()
-        tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
+        steady = self.steady_tokens / self.steady_seconds if self.steady_seconds > 0 else None
         self.history.append({"step": self.step, "tokens": self.tokens_seen, "train_loss": train_loss,
-                             "val_loss": val_loss, "tokens_per_s": tokens_per_s,
-                             "gflops_per_s": flops_per_token(self.cfg) * tokens_per_s / 1e9})
+                             "val_loss": val_loss, "tokens_per_s": steady,
+                             "gflops_per_s": None if steady is None else flops_per_token(self.cfg) * steady / 1e9,
+                             "warmup_seconds": self.warmup_seconds})
         if self.is_main:
-            bar.write(f"step {self.step:>6,}  train loss {train_loss:.3f}  val loss {val_loss:.3f}  "
-                      f"{tokens_per_s:,.0f} tokens/s")
+            speed = f"{steady:,.0f} tokens/s" if steady is not None else "warming up"
+            bar.write(f"step {self.step:>6,}  train loss {train_loss:.3f}  val loss {val_loss:.3f}  {speed}")
 
     def result(self, **scores) -> TrainResult:
         """The run as it stands, with the held-out `scores` if they were computed."""
         return TrainResult(checkpoint=self.checkpoint_path, step=self.step, total_steps=self.total_steps,
                            history=list(self.history), tokens_seen=self.tokens_seen,
                            train_seconds=self.train_seconds, parameters=self.num_params, config=dict(self.cfg),
-                           **scores)
+                           warmup_seconds=self.warmup_seconds, steady_tokens=self.steady_tokens,
+                           steady_seconds=self.steady_seconds, **scores)
 
     def report(self) -> TrainResult:
-        """Score the whole held-out text (bits per byte compare across tokenizers), save a summary, sample."""
+        """Score the whole held-out text (bits per byte compare across tokenizers), save a summary, sample.
+
+        summary.json's `tokens_per_s` is the steady-state speed (the steps after each process's warm-up);
+        `warmup_seconds` the warm-up steps' time (with --compile, compilation); `train_seconds` every
+        training step's; `wall_seconds` the whole run's, set-up and checks included (over every process
+        of a resumed run, as a time budget counts it)."""
         if not self.evaluates:
             return self.result()
         scores = [evaluate_text(self.model, text, self.tokenizer, self.device, batch_size=self.config.batch_size)
                   for _, text in self.corpus.val]
         nll, tokens, num_bytes = (sum(getattr(s, f) for s in scores) for f in ("nll_nats", "num_tokens", "num_bytes"))
         val_loss = nll / tokens
-        tokens_per_s = self.tokens_seen / max(self.train_seconds, 1e-9)
+        tokens_per_s = self.tokens_per_s()
         summary = {"step": self.step, "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
                    "val_bits_per_byte": bits_per_byte(nll, num_bytes), "val_tokens": tokens, "val_bytes": num_bytes,
-                   "tokens_per_s": tokens_per_s, "train_seconds": self.train_seconds,
-                   "tokens_seen": self.tokens_seen, "flops_per_token": flops_per_token(self.cfg),
-                   "wall_seconds": time.perf_counter() - self.started, "parameters": self.num_params,
-                   "config": self.cfg, "args": asdict(self.config)}
+                   "tokens_per_s": tokens_per_s, "warmup_seconds": self.warmup_seconds,
+                   "steady_seconds": self.steady_seconds, "steady_tokens": self.steady_tokens,
+                   "train_seconds": self.train_seconds, "tokens_seen": self.tokens_seen,
+                   "flops_per_token": flops_per_token(self.cfg), "wall_seconds": self.elapsed(),
+                   "parameters": self.num_params, "config": self.cfg, "args": asdict(self.config)}
         if self.is_main:  # written before sampling, so nothing that happens there can lose it
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
             log(f"held-out text: loss {val_loss:.3f} nats/token, perplexity {math.exp(val_loss):.1f}, "
                 f"{summary['val_bits_per_byte']:.3f} bits per byte; trained {self.train_seconds / 60:.1f} min at "
-                f"{tokens_per_s:,.0f} tokens/s")
+                f"{tokens_per_s:,.0f} tokens/s (steady state; warm-up {self.warmup_seconds:.1f} s"
+                + (", compilation included" if self.config.compile else "") + ")")
             log(f"checkpoint: {self.checkpoint_path}  (talk to it: python -m shared.chat {self.checkpoint_path})")
         return self.result(val_loss=val_loss, val_perplexity=summary["val_perplexity"],
-                           val_bits_per_byte=summary["val_bits_per_byte"], sample=self.sample(120), summary=summary)
+                           val_bits_per_byte=summary["val_bits_per_byte"], sample=self.sample(SAMPLE_TOKENS),
+                           summary=summary)
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, *, clock: Callable[[], float] = time.perf_counter) -> TrainResult:
     """Run one training run as `config` says and return what it did (see `TrainResult`).
 
     The checkpoint in `config.out` can be resumed (`resume=True`) or talked to (`python -m shared.chat`).
+    `clock` times the run and its budget (tests pass a simulated one).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"train() takes a TrainConfig, not a {type(config).__name__}: train(TrainConfig(...)).")
     # One run per folder: rank 0 holds the lock for all the processes of a distributed run.
     with RunLock(config.out) if distributed.rank() == 0 else contextlib.nullcontext():
-        return Trainer(config).train()
+        return Trainer(config, clock).train()

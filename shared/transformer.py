@@ -4,20 +4,22 @@ The names and attributes are the book's (`tok_emb`, `trf_blocks`, `att`, `ff`, `
 so GPT-2's weights map onto them (see `shared/weights.py`). Beyond the book: the config is checked
 with clear errors, attention runs PyTorch's fused kernel by default (`use_sdpa`), and
 `generate_text_cached` generates with a key-value cache, giving exactly `generate_text_simple`'s tokens
-(and, on a CPU, runs its linear layers on oneDNN's faster kernel: `shared/fast_linear.py`); its loop,
-`decode_with_kv_cache`, also runs chapter 5's `generate` (`shared/pretraining.py`).
+(and, for a float32 model on a CPU, runs its linear layers on oneDNN's faster kernel: `shared/fast_linear.py`);
+its loop, `decode_with_kv_cache`, also runs chapter 5's `generate` and `generate_batch`
+(`shared/pretraining.py`), the latter for a left-padded batch of prompts of different lengths.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.attention import KVCache, MultiHeadAttention
-from shared.fast_linear import fast_cpu_linear
+from shared.attention import KVCache, LeftPadding, MultiHeadAttention
+from shared.fast_linear import fast_cpu_linear, is_cpu_float32
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,  # Vocabulary size
@@ -167,8 +169,11 @@ class TransformerBlock(nn.Module):
 class GPTModel(nn.Module):
     """GPT-2's architecture: token and position embeddings, `n_layers` transformer blocks, the output head.
 
-    Defined in section 4.6 of the book; the `kv_cache` argument is beyond it.
+    Defined in section 4.6 of the book; the `kv_cache` argument is beyond it (a cache that carries a
+    `LeftPadding` gives each row its own positions, counted from its first real token).
     """
+
+    supports_left_padding = True  # beyond the book: a KVCache's LeftPadding is honoured (see generate_batch)
 
     def __init__(self, cfg):
         super().__init__()
@@ -193,7 +198,10 @@ class GPTModel(nn.Module):
                 f"Crop it to the last {self.cfg['context_length'] - start} tokens, e.g. idx[:, -context_length:]."
             )
         tok_embeds = self.tok_emb(in_idx)
-        pos_embeds = self.pos_emb(torch.arange(start, start + seq_len, device=in_idx.device))
+        if kv_cache is not None and kv_cache.padding is not None:  # a left-padded batch: positions per row
+            pos_embeds = self.pos_emb(kv_cache.padding.positions(start, seq_len))
+        else:
+            pos_embeds = self.pos_emb(torch.arange(start, start + seq_len, device=in_idx.device))
         x = tok_embeds + pos_embeds  # Shape [batch_size, num_tokens, emb_size]
         x = self.drop_emb(x)
         for layer, block in enumerate(self.trf_blocks):
@@ -237,20 +245,24 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-def decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token):
+def decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_token, pad_lengths=None):
     """The decoding loop of `generate_text_cached` and of chapter 5's `generate`, with a key-value cache.
 
     `pick_next_token(logits)` turns the last position's logits (batch, vocab_size) into the next
-    token ids (batch, 1), or returns None to stop early.
+    token ids (batch, 1), or returns None to stop early. `pad_lengths` (batch,) says how many padding
+    tokens start each row of a left-padded `idx` (chapter 5's `generate_batch`); None: no padding.
 
     Beyond the book.
     """
+    # oneDNN's faster one-token products help a float32 model on a CPU; elsewhere the mode only costs time.
+    linear_mode = fast_cpu_linear if is_cpu_float32(model) else contextlib.nullcontext
     kv_cache, next_input = None, idx
     for _ in range(max_new_tokens):
         if kv_cache is None or kv_cache.length + 1 > context_size:
-            kv_cache = KVCache(len(model.trf_blocks), context_size)
+            padding = padding_in_view(pad_lengths, idx.shape[1], context_size)
+            kv_cache = KVCache(len(model.trf_blocks), context_size, padding)
             next_input = idx[:, -context_size:]  # (re)fill the cache with the whole visible context
-        with torch.no_grad(), fast_cpu_linear():  # oneDNN's faster one-token products on a CPU
+        with torch.no_grad(), linear_mode():
             logits = model(next_input, kv_cache=kv_cache)
         idx_next = pick_next_token(logits[:, -1, :])
         if idx_next is None:
@@ -258,6 +270,17 @@ def decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_tok
         idx = torch.cat((idx, idx_next), dim=1)
         next_input = idx_next  # from now on, only the newest token goes through the model
     return idx
+
+
+def padding_in_view(pad_lengths: torch.Tensor | None, width: int, context_size: int) -> LeftPadding | None:
+    """The padding left in the last `context_size` columns of a left-padded batch `width` columns wide.
+
+    None when no row has padding there (the model's plain path). Beyond the book.
+    """
+    if pad_lengths is None:
+        return None
+    visible = (pad_lengths - max(0, width - context_size)).clamp(min=0)
+    return LeftPadding(visible) if bool(visible.any()) else None
 
 
 def generate_text_cached(model, idx, max_new_tokens, context_size):

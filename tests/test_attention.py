@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from shared.attention import (
     CausalAttention,
     KVCache,
+    LeftPadding,
     MultiHeadAttention,
     MultiHeadAttentionWrapper,
     SelfAttention_v1,
@@ -130,3 +131,40 @@ def test_cache_used_with_another_batch_size_is_a_clear_error():
     cache.update(0, torch.zeros(2, 1, 1, 2), torch.zeros(2, 1, 1, 2))
     with pytest.raises(ValueError, match=r"holds a batch of 2 sequences, not 3"):
         cache.update(0, torch.zeros(3, 1, 1, 2), torch.zeros(3, 1, 1, 2))
+
+
+def test_left_padding_hides_padding_keys_and_counts_positions_from_the_first_real_token():
+    padding = LeftPadding(torch.tensor([2, 0]))
+    causal = torch.ones(4, 4).triu(1).bool()
+    hidden = padding.hide_padding(causal, start=0)
+    assert hidden.shape == (2, 1, 4, 4)
+    expected_row0 = torch.tensor([[0, 1, 1, 1],  # a padding query sees only itself (no all-masked row)
+                                  [1, 0, 1, 1],
+                                  [1, 1, 0, 1],  # real queries never see the two padding keys
+                                  [1, 1, 0, 0]]).bool()
+    assert torch.equal(hidden[0, 0], expected_row0) and torch.equal(hidden[1, 0], causal)
+    assert padding.positions(0, 4).tolist() == [[0, 0, 0, 1], [0, 1, 2, 3]]
+    assert padding.positions(4, 1).tolist() == [[2], [4]]  # the next token, through a cache
+
+
+@pytest.mark.parametrize("use_sdpa", [False, True])
+def test_padded_rows_equal_unpadded_attention(use_sdpa):
+    torch.manual_seed(2)
+    mha = MultiHeadAttention(6, 6, context_length=8, dropout=0.0, num_heads=2, use_sdpa=use_sdpa).eval()
+    x = torch.randn(2, 5, 6)
+    padded = x.clone()
+    padded[0, :3] = 1e4  # padding with huge values: any leak would show
+    cache = KVCache(n_layers=1, max_length=8, padding=LeftPadding(torch.tensor([3, 0])))
+    with torch.no_grad():
+        out = mha(padded, kv_cache=cache)
+        assert torch.isfinite(out).all()
+        assert torch.allclose(out[0, 3:], mha(x[:1, 3:])[0], atol=1e-5)
+        assert torch.allclose(out[1], mha(x[1:])[0], atol=1e-5)
+
+
+def test_left_padding_needs_one_count_per_row():
+    with pytest.raises(ValueError, match="1-D tensor of counts >= 0"):
+        LeftPadding(torch.tensor([[1, 0]]))
+    cache = KVCache(n_layers=1, max_length=4, padding=LeftPadding(torch.tensor([1, 0, 0])))
+    with pytest.raises(ValueError, match="padding describes 3 rows, but the batch has 2"):
+        cache.update(0, torch.zeros(2, 1, 1, 2), torch.zeros(2, 1, 1, 2))

@@ -70,13 +70,63 @@ def test_everything_round_trips(tmp_path):
     assert torch.equal(torch.rand(3), expected_torch)
 
 
-def test_tied_weights_can_be_saved(tmp_path):
-    model, _ = make()
-    model.out_head.weight = model.tok_emb.weight  # one tensor under two names
-    save_checkpoint(tmp_path / "c.safetensors", model)
-    loaded, _ = make(seed=1)
-    load_checkpoint(tmp_path / "c.safetensors", loaded)
-    assert torch.equal(loaded.out_head.weight, model.tok_emb.weight)
+def tied_model(seed: int = 0):
+    from shared.architectures import build_model
+
+    torch.manual_seed(seed)
+    return build_model({**CFG, "tie_embeddings": True})
+
+
+def test_tied_weights_are_stored_once_and_load_back_tied(tmp_path):
+    model = tied_model()
+    assert model.out_head.weight is model.tok_emb.weight
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    train(model, optimizer, range(2))
+    path = save_checkpoint(tmp_path / "c.safetensors", model, optimizer, step=2)
+    with safe_open(path, framework="pt") as f:
+        assert "model.out_head.weight" not in f.keys()
+        assert f.metadata()["aliases"] == '{"model.out_head.weight": "model.tok_emb.weight"}'
+    tensors = read_checkpoint(path)[0]
+    assert tensors["model.out_head.weight"] is tensors["model.tok_emb.weight"]
+
+    loaded = tied_model(seed=1)
+    load_checkpoint(path, loaded, torch.optim.AdamW(loaded.parameters(), lr=1e-2))
+    assert loaded.out_head.weight.data_ptr() == loaded.tok_emb.weight.data_ptr()
+    assert torch.equal(loaded.tok_emb.weight, model.tok_emb.weight)
+    untied = make(seed=1)[0]  # an untied model takes the one matrix twice
+    load_checkpoint(path, untied)
+    assert torch.equal(untied.out_head.weight, model.tok_emb.weight)
+
+    for dtype in (None, torch.bfloat16):  # an export keeps the matrix once
+        small = export_weights(path, tmp_path / "small.safetensors", dtype=dtype)
+        with safe_open(small, framework="pt") as f:
+            assert "model.out_head.weight" not in f.keys() and "aliases" in f.metadata()
+        load_checkpoint(small, tied_model(seed=2))
+
+
+def test_tied_checkpoints_with_two_copies_load_and_untied_ones_are_refused_by_a_tied_model(tmp_path):
+    model = tied_model()
+    path = save_checkpoint(tmp_path / "c.safetensors", model)
+    rewrite(path, change_tensors=lambda t: t.__setitem__("model.out_head.weight", t["model.tok_emb.weight"].clone()),
+            drop_metadata=("aliases", "tensors_sha256"))  # as files written before aliases were
+    loaded = tied_model(seed=1)
+    load_checkpoint(path, loaded)
+    assert loaded.out_head.weight is loaded.tok_emb.weight and torch.equal(loaded.tok_emb.weight, model.tok_emb.weight)
+
+    untied_path = save_checkpoint(tmp_path / "untied.safetensors", make()[0])
+    with pytest.raises(ValueError, match="tie_embeddings: checkpoint False .* model True"):
+        load_checkpoint(untied_path, tied_model())
+
+
+def test_an_alias_to_a_missing_tensor_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", tied_model())
+    with safe_open(path, framework="pt") as f:
+        metadata = {**f.metadata(), "aliases": '{"model.out_head.weight": "model.nothing"}'}
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    save_file(tensors, path, metadata=metadata)
+    with pytest.raises(ValueError, match="is corrupt: its tensor 'model.out_head.weight' is an alias of "
+                                         "'model.nothing'"):
+        read_checkpoint(path)
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):

@@ -1,12 +1,16 @@
 """fast_cpu_linear: oneDNN's kernel for inference-only linear layers, equal to F.linear, never in training."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from shared.fast_linear import fast_cpu_linear, onednn_linear_available
+import shared.transformer
+from shared.fast_linear import OneDNNLinearMode, fast_cpu_linear, is_cpu_float32, onednn_linear_available
+from shared.transformer import GPT_CONFIG_124M, GPTModel, generate_text_cached
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this PyTorch build has no oneDNN")
 
@@ -95,3 +99,49 @@ def test_weights_changed_in_place_are_seen():
         after = layer(x)
     assert not torch.allclose(after, before)
     assert torch.allclose(after, F.linear(x, layer.weight), atol=1e-5)
+
+
+# -- the decoding loop enters the mode only where it helps -------------------------------------------------------
+
+TINY = {**GPT_CONFIG_124M, "vocab_size": 97, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2}
+
+
+def mode_calls(monkeypatch) -> list:
+    """Patch OneDNNLinearMode to record every torch call it intercepts; return the record."""
+    calls, original = [], OneDNNLinearMode.__torch_function__
+
+    def counting(self, func, types, args=(), kwargs=None):
+        calls.append(func)
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(OneDNNLinearMode, "__torch_function__", counting)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_decoding_another_dtype_skips_the_mode(monkeypatch, dtype):
+    calls = mode_calls(monkeypatch)
+    torch.manual_seed(0)
+    model = GPTModel(TINY).to(dtype).eval()
+    tokens = generate_text_cached(model, torch.tensor([[1, 2, 3]]), 4, context_size=16)
+    assert tokens.shape == (1, 7) and calls == []  # no torch call paid the mode's toll
+
+
+def test_a_model_off_the_cpu_is_not_cpu_float32():
+    with torch.device("meta"):
+        model = GPTModel(TINY)  # stands in for a GPU: parameters off the CPU
+    assert not is_cpu_float32(model)
+    assert is_cpu_float32(GPTModel(TINY)) and not is_cpu_float32(GPTModel(TINY).half())
+
+
+@needs_onednn
+def test_decoding_a_cpu_float32_model_goes_through_the_mode_with_the_same_tokens(monkeypatch):
+    torch.manual_seed(0)
+    model = GPTModel(TINY).eval()
+    prompt = torch.tensor([[5, 6, 7]])
+    with monkeypatch.context() as patch:  # the reference: the mode switched off
+        patch.setattr(shared.transformer, "fast_cpu_linear", contextlib.nullcontext)
+        expected = generate_text_cached(model, prompt, 6, context_size=16)
+    calls = mode_calls(monkeypatch)
+    assert torch.equal(generate_text_cached(model, prompt, 6, context_size=16), expected)
+    assert F.linear in calls

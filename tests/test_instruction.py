@@ -30,6 +30,7 @@ from shared.instruction import (
     validate_instruction_data,
     word_f1,
 )
+from shared.pretraining import generate
 from shared.tokenization import BPETokenizer, get_gpt2_tokenizer
 from shared.transformer import GPTModel
 
@@ -193,16 +194,40 @@ def test_generate_responses_prompts_with_prompt_fn(monkeypatch):
     tokenizer = get_gpt2_tokenizer()
     seen = []
 
-    def fake_generate(model, idx, **kwargs):
-        seen.append(tokenizer.decode(idx[0].tolist()))
-        return torch.cat([idx, torch.full((idx.shape[0], 1), tokenizer.eot_token)], dim=1)
+    def fake_generate_batch(model, prompts, max_new_tokens, context_size, **kwargs):
+        seen.append(tokenizer.decode(prompts[0]))
+        return [[] for _ in prompts]  # every answer ends at once
 
-    monkeypatch.setattr(instruction, "generate", fake_generate)
+    monkeypatch.setattr(instruction, "generate_batch", fake_generate_batch)
     generate_responses(model, tokenizer, [ENTRY], max_new_tokens=2)
     generate_responses(model, tokenizer, [ENTRY], max_new_tokens=2,
                        prompt_fn=lambda e: f"<|user|>\n{e['instruction']}\n{e['input']}\n<|assistant|>\n")
     assert seen[0] == format_input(ENTRY) + "\n\n### Response:\n"
     assert seen[1] == f"<|user|>\n{ENTRY['instruction']}\n{ENTRY['input']}\n<|assistant|>\n"
+
+
+def test_batched_responses_equal_each_entry_answered_alone():
+    """Prompts of different lengths share batches (left-padded); one near the context end gets a shorter answer."""
+    torch.manual_seed(0)
+    context = 64
+    model = GPTModel({"vocab_size": 50257, "context_length": context, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+                      "drop_rate": 0.0, "qkv_bias": False})
+    tokenizer = get_gpt2_tokenizer()
+    entries = [{**ENTRY, "input": " ".join(["rain"] * n)} for n in (0, 1, 5, 2, 12, 16, 3)]
+    lengths = [len(tokenizer.encode(format_input(e) + "\n\n### Response:\n")) for e in entries]
+    assert len(set(lengths)) == len(entries) and context - 8 < max(lengths) < context
+
+    def alone(entry):  # the book's way: one prompt, never pushed out of the context
+        prompt = format_input(entry) + "\n\n### Response:\n"
+        ids = tokenizer.encode(prompt)
+        out = generate(model, torch.tensor([ids]), min(8, context - len(ids)), context, eos_id=tokenizer.eot_token)
+        return extract_response(prompt + tokenizer.decode(out[0, len(ids):].tolist()), prompt)
+
+    batched = generate_responses(model, tokenizer, entries, max_new_tokens=8, batch_size=3)
+    assert batched == [alone(e) for e in entries]
+    assert generate_responses(model, tokenizer, entries, max_new_tokens=8, batch_size=1) == batched
+    with pytest.raises(ValueError, match="batch_size=0"):
+        generate_responses(model, tokenizer, entries, batch_size=0)
 
 
 # -- a tiny finetuning run: the whole pipeline, measured ------------------------------------------------------
@@ -232,7 +257,7 @@ def test_finetuning_beats_the_untrained_baseline():
     after = score_responses(data, responses)["all"]
     assert before == 0.0
     assert [generate_response(model, tokenizer, e, max_new_tokens=6) for e in data] == responses, (
-        "answering prompts of equal length in one batch changed the answers"
+        "answering prompts in one batch changed the answers"
     )
     assert after >= 0.75, f"exact match {after} after finetuning; responses {responses}"
 
