@@ -38,6 +38,8 @@ def test_lab_refuses_a_notebook_that_does_not_exist_with_a_clear_message(tmp_pat
 
 
 def test_device_check_runs_the_command_with_its_arguments():
-    result = subprocess.run(["make", "-n", "device-check", "ARGS=--device cpu"], cwd=ROOT, capture_output=True,
-                            text=True, check=True)
-    assert result.stdout.splitlines()[-1].endswith("python -m shared.device_check --device cpu"), result.stdout
+    # --no-print-directory: under `make test` the outer make's flags add "Entering directory" lines.
+    result = subprocess.run(["make", "--no-print-directory", "-n", "device-check", "ARGS=--device cpu"], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
+    commands = [line for line in result.stdout.splitlines() if "shared.device_check" in line]
+    assert len(commands) == 1 and commands[0].endswith("python -m shared.device_check --device cpu"), result.stdout
