@@ -63,10 +63,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     g.add_argument("--n-heads", type=int)
     g.add_argument("--context-length", type=int)
     g.add_argument("--drop-rate", type=float)
-    g.add_argument("--tie-weights", action="store_true",
-                   help="gpt2: the output head reuses the token embedding matrix, as GPT-2's published weights do "
-                   "(book section 4.6; fewer parameters; checkpoints store the matrix once); llama3 and qwen3 always "
-                   "tie")
+    g.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="the output head reuses the token embedding matrix, as GPT-2's published weights do (book "
+                   "section 4.6; fewer parameters; checkpoints store the matrix once). Default: gpt2 unties (the "
+                   "book's GPTModel), llama3 and qwen3 tie (as their small published sizes); --no-tie-weights unties")
     g = p.add_argument_group("training")
     g.add_argument("--out", default="runs/austen", help="folder for the checkpoint and the log")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --out")

@@ -111,7 +111,7 @@ class TrainConfig:
     n_heads: int | None = None
     context_length: int | None = None
     drop_rate: float | None = None
-    tie_weights: bool = False  # gpt2: the output head is the token embedding (llama3 and qwen3 always tie)
+    tie_weights: bool | None = None  # the output head is the token embedding; None: gpt2 unties, llama3/qwen3 tie
     # training
     out: str = "runs/austen"  # folder for the checkpoint and summary.json
     resume: bool = False  # continue the run saved in `out`
@@ -187,8 +187,11 @@ class TrainConfig:
                              f"{DEFAULT_PROMPT!r}.")
         if self.drop_rate is not None and not 0 <= self.drop_rate < 1:
             raise ValueError(f"drop_rate={self.drop_rate} ({flag('drop_rate')}) must be in [0, 1), e.g. 0.1.")
+        if self.tie_weights is None:  # each architecture as published: the book's GPT-2 unties, small Llama/Qwen tie
+            self.tie_weights = self.arch != "gpt2"
         if not isinstance(self.tie_weights, bool):
-            raise ValueError(f"tie_weights={self.tie_weights!r} ({flag('tie_weights')}) must be True or False.")
+            raise ValueError(f"tie_weights={self.tie_weights!r} ({flag('tie_weights')}) must be True, False or None "
+                             "(None: the architecture's own choice).")
         self._check_distributed()
 
     def _check_distributed(self) -> None:
@@ -216,7 +219,9 @@ class TrainConfig:
                 cfg[key] = getattr(self, key)
         cfg["vocab_size"] = vocab_size
         cfg = architecture_config(self.arch, cfg)
-        if self.tie_weights:  # GPT-2's configs keep no key for it unless tied, as every earlier checkpoint
+        if self.arch != "gpt2":
+            cfg["tie_embeddings"] = self.tie_weights
+        elif self.tie_weights:  # GPT-2's configs keep no key for it unless tied, as every earlier checkpoint
             cfg["tie_embeddings"] = True
         return cfg
 
@@ -226,7 +231,8 @@ class TrainConfig:
         `saved` is what a checkpoint stored (`asdict` of the config it was trained with); runs saved
         before these names existed called `gpt2_size` "config" and always used AdamW.
         """
-        saved = {"optimizer": "adamw", "arch": "gpt2", "tie_weights": False, **saved}
+        saved = {"optimizer": "adamw", "arch": "gpt2", **saved}
+        saved.setdefault("tie_weights", saved["arch"] != "gpt2")
         if "gpt2_size" not in saved and "config" in saved:
             saved["gpt2_size"] = saved["config"]
         return [f"{flag(k)}: saved {saved.get(k)!r}, now {getattr(self, k)!r}"

@@ -319,8 +319,27 @@ def test_a_tied_gpt2_trains_resumes_exactly_and_loads_back_tied(tmp_path, text_f
     assert model.out_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
     ids = torch.tensor([tokenizer.encode("It is a truth")])
     assert model(ids).shape == (1, ids.shape[1], vocab)
-    with pytest.raises(ValueError, match=r"tie_weights='yes' \(--tie-weights\) must be True or False"):
+    with pytest.raises(ValueError, match=r"tie_weights='yes' \(--tie-weights\) must be True, False or None"):
         TrainConfig(tie_weights="yes")
+
+
+def test_each_architecture_ties_as_published_unless_told_otherwise(tmp_path, text_file, one_thread):
+    from shared.pretrained import load_trained_model
+    from shared.train import parse_args
+
+    assert [parse_args(argv).tie_weights for argv in ([], ["--arch", "llama3"], ["--arch", "qwen3"])] == \
+        [False, True, True]  # the book's GPTModel unties; small Llama 3.2 and Qwen3 tie
+    assert parse_args(["--arch", "llama3", "--no-tie-weights"]).tie_weights is False
+    assert parse_args(["--tie-weights"]).tie_weights is True
+
+    tied = train(tiny_config(text_file, tmp_path / "tied", arch="llama3", max_steps=2))
+    untied = train(tiny_config(text_file, tmp_path / "untied", arch="llama3", tie_weights=False, max_steps=2))
+    vocab, width = untied.config["vocab_size"], untied.config["emb_dim"]
+    assert untied.config["tie_embeddings"] is False and untied.parameters == tied.parameters + vocab * width
+    model, _ = load_trained_model(untied.checkpoint)
+    assert model.out_head.weight.data_ptr() != model.tok_emb.weight.data_ptr()
+    with pytest.raises(ValueError, match="--tie-weights: saved False, now True"):
+        train(TrainConfig(**{**vars(tiny_config(text_file, tmp_path / "untied", arch="llama3")), "resume": True}))
 
 
 def test_chat_continues_a_prompt_repeatably(tmp_path, text_file):
