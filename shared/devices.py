@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -45,6 +46,26 @@ def pick_device(name: str = "auto") -> torch.device:
 # In float32 with TF32 off, rounding moves a tiny GPT's losses over 8 steps by about 1e-6 (the CPU's float32
 # losses against float64's), so a correct GPU agrees far within this; a faulty kernel is off by far more.
 DEFAULT_TOLERANCE = 1e-3
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """The most memory this process has used so far, in MiB: on a CUDA GPU the tensors' peak
+    (`torch.cuda.max_memory_allocated`), on a CPU the peak resident set of the whole process; None elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if device.type != "cpu":
+        return None
+    try:  # Linux: this program's peak (ru_maxrss would also count what a parent held when it started us)
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 2**10 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, kilobytes elsewhere
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from shared.architectures import ARCHITECTURES, architecture_config, build_model
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from shared.corpus import NOVELS, Corpus, build_corpus
 from shared.dataloader import join_documents
-from shared.devices import pick_device
+from shared.devices import peak_memory_mib, pick_device
 from shared.evaluation import bits_per_byte, evaluate_text, loss_over_token_ids
 from shared.files import atomic_write_text
 from shared.interrupts import NAMES, Interrupted, StopRequests
@@ -901,6 +901,7 @@ class Trainer:
                    "steady_seconds": self.steady_seconds, "steady_tokens": self.steady_tokens,
                    "train_seconds": self.train_seconds, "tokens_seen": self.tokens_seen,
                    "flops_per_token": flops_per_token(self.cfg), "wall_seconds": self.elapsed(),
+                   "peak_memory_mib": peak_memory_mib(self.device),
                    "parameters": self.num_params, "config": self.cfg, "args": asdict(self.config)}
         if self.is_main:  # written before sampling, so nothing that happens there can lose it
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from shared.attention import KVCache, LeftPadding, MultiHeadAttention
 from shared.fast_linear import fast_cpu_linear, is_cpu_float32
+from shared.static_decode import decode_static, static_decoding_applies
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,  # Vocabulary size
@@ -251,9 +252,13 @@ def decode_with_kv_cache(model, idx, max_new_tokens, context_size, pick_next_tok
     `pick_next_token(logits)` turns the last position's logits (batch, vocab_size) into the next
     token ids (batch, 1), or returns None to stop early. `pad_lengths` (batch,) says how many padding
     tokens start each row of a left-padded `idx` (chapter 5's `generate_batch`); None: no padding.
+    A GPTModel in eval mode on a CUDA GPU decodes through `decode_static` instead (a fixed-shape cache
+    and one compiled step: the same tokens, several times faster there).
 
     Beyond the book.
     """
+    if static_decoding_applies(model, pad_lengths):
+        return decode_static(model, idx, max_new_tokens, context_size, pick_next_token)
     # oneDNN's faster one-token products help a float32 model on a CPU; elsewhere the mode only costs time.
     linear_mode = fast_cpu_linear if is_cpu_float32(model) else contextlib.nullcontext
     kv_cache, next_input = None, idx
