@@ -48,6 +48,18 @@ def pick_device(name: str = "auto") -> torch.device:
 DEFAULT_TOLERANCE = 1e-3
 
 
+def memory_in_use_mib(device: torch.device) -> float | None:
+    """The memory this process holds now, in MiB: CUDA tensors on a CUDA GPU, the resident set on a Linux
+    CPU (VmRSS); None elsewhere. Subtracted from `peak_memory_mib`, it gives what one stage needed."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 2**10 for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def peak_memory_mib(device: torch.device) -> float | None:
     """The most memory this process has used so far, in MiB: on a CUDA GPU the tensors' peak
     (`torch.cuda.max_memory_allocated`), on a CPU the peak resident set of the whole process; None elsewhere."""

@@ -36,7 +36,7 @@ from shared.architectures import ARCHITECTURES, architecture_config, build_model
 from shared.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from shared.corpus import NOVELS, Corpus, build_corpus
 from shared.dataloader import join_documents
-from shared.devices import peak_memory_mib, pick_device
+from shared.devices import memory_in_use_mib, peak_memory_mib, pick_device
 from shared.evaluation import bits_per_byte, evaluate_text, loss_over_token_ids
 from shared.files import atomic_write_text
 from shared.interrupts import NAMES, Interrupted, StopRequests
@@ -239,6 +239,10 @@ class TrainConfig:
                 for k in RUN_IDENTITY if saved.get(k) != getattr(self, k)]
 
 
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} ({flag(name)}) is not one of: {', '.join(map(str, choices))}.")
@@ -381,6 +385,7 @@ class Trainer:
                 raise ValueError(f"the {label} text has {len(ids)} tokens, fewer than one context window of "
                                  f"{self.cfg['context_length']} + 1. Add text, or lower --context-length.")
         log(f"tokens: {len(self.train_ids):,} for training, {len(self.val_ids):,} for validation")
+        self.memory_before_model = memory_in_use_mib(self.device)  # data and tokenizer already loaded
         self._build_model()
         if self.is_main:  # room for the checkpoint: weights plus at most two optimizer values per weight
             check_room(self.out, 3 * sum(p.numel() * p.element_size() for p in self.model.parameters()))
@@ -902,6 +907,7 @@ class Trainer:
                    "train_seconds": self.train_seconds, "tokens_seen": self.tokens_seen,
                    "flops_per_token": flops_per_token(self.cfg), "wall_seconds": self.elapsed(),
                    "peak_memory_mib": peak_memory_mib(self.device),
+                   "training_memory_mib": _difference(peak_memory_mib(self.device), self.memory_before_model),
                    "parameters": self.num_params, "config": self.cfg, "args": asdict(self.config)}
         if self.is_main:  # written before sampling, so nothing that happens there can lose it
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")

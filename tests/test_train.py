@@ -70,6 +70,7 @@ def test_train_returns_the_run_and_resumes_exactly_in_one_process(tmp_path, text
     assert straight.checkpoint == tmp_path / "straight" / "checkpoint.safetensors" and straight.checkpoint.is_file()
     assert straight.summary == json.loads((tmp_path / "straight" / "summary.json").read_text())
     assert straight.summary["peak_memory_mib"] > 50  # the whole process's peak: torch alone is more
+    assert 0 <= straight.summary["training_memory_mib"] < straight.summary["peak_memory_mib"]
     assert straight.sample.startswith("It is a truth universally acknowledged")
 
     halves = tiny_config(text_file, tmp_path / "halves", max_steps=6, stop_at=3)
