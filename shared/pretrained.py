@@ -21,6 +21,8 @@ from shared.transformer import GPTModel
 
 AUSTEN_GPT = "models/austen-gpt.safetensors"  # under shared/data/, with its sha256 in SHA256SUMS
 AUSTEN_GPT_PATH = DATA_DIR / AUSTEN_GPT
+AUSTEN_GPT_SFT = "models/austen-gpt-sft.safetensors"  # chapter 7's finetuning of it, where chapter 13 starts
+AUSTEN_GPT_SFT_PATH = DATA_DIR / AUSTEN_GPT_SFT
 
 
 def load_trained_model(path: str | os.PathLike,
@@ -40,10 +42,24 @@ def load_trained_model(path: str | os.PathLike,
 
 def load_austen_gpt(device: str | torch.device = "cpu") -> tuple[GPTModel, Tokenizer]:
     """The shipped Austen GPT and its tokenizer, in eval mode on `device`: `model, tokenizer = load_austen_gpt()`."""
-    if not AUSTEN_GPT_PATH.is_file():
+    return _load_shipped(AUSTEN_GPT, "the pretrained model", "shared/data/models/README.md", device)
+
+
+def load_austen_gpt_sft(device: str | torch.device = "cpu") -> tuple[GPTModel, Tokenizer]:
+    """The shipped chapter 7 model (the Austen GPT instruction-finetuned as chapter 7 does), in eval mode.
+
+    Chapter 13 starts its preference tuning and reinforcement learning from it."""
+    return _load_shipped(AUSTEN_GPT_SFT, "the chapter 7 model", "chapters/ch13_post_training/make_sft_model.py",
+                         device)
+
+
+def _load_shipped(name: str, what: str, remake: str, device: str | torch.device) -> tuple[GPTModel, Tokenizer]:
+    """A model file shipped under shared/data/, checked against SHA256SUMS, with its tokenizer."""
+    path = DATA_DIR / name
+    if not path.is_file():
         raise FileNotFoundError(
-            f"the pretrained model is missing: {AUSTEN_GPT_PATH}. It ships with the project; restore it with "
-            "`git checkout -- shared/data/models`, or make it again with the command in shared/data/models/README.md."
+            f"{what} is missing: {path}. It ships with the project; restore it with "
+            f"`git checkout -- shared/data/models`, or make it again with the command in {remake}."
         )
-    read_shipped_file(AUSTEN_GPT)  # refuses a corrupt or edited file, naming it
-    return load_trained_model(AUSTEN_GPT_PATH, device)
+    read_shipped_file(name)  # refuses a corrupt or edited file, naming it
+    return load_trained_model(path, device)

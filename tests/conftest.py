@@ -19,3 +19,26 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ByteTokenizer:
+    """A tokenizer for tests with tiny models: one id per byte (0-255) and `<|endoftext|>` as 256."""
+
+    eot_token = 256
+    vocab_size = 257
+
+    def encode(self, text: str, allowed_special=frozenset()) -> list[int]:
+        pieces = text.split("<|endoftext|>") if "<|endoftext|>" in allowed_special else [text]
+        ids: list[int] = []
+        for i, piece in enumerate(pieces):
+            ids += ([self.eot_token] if i else []) + list(piece.encode("utf-8"))
+        return ids
+
+    def decode(self, ids) -> str:
+        return "".join("<|endoftext|>" if i == self.eot_token else chr(i) for i in ids)
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer() -> ByteTokenizer:
+    """A byte-level tokenizer with an end token: small vocabularies keep test models fast."""
+    return ByteTokenizer()

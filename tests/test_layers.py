@@ -84,9 +84,9 @@ LAYERS = [
     ["attention", "transformer", "fast_linear", "static_decode", "lora", "weights", "modern_blocks", "llama3", "qwen3",
      "architectures"],
     ["pretraining", "optimizers", "checkpoint", "distributed", "memory", "evaluation", "scaling", "trainer"],
-    ["pretrained", "classification", "instruction"],
+    ["pretrained", "classification", "instruction", "preference", "rl"],
     ["checks"],
-    ["train", "chat", "generate", "instruction_data", "device_check"],
+    ["train", "chat", "generate", "instruction_data", "preference_data", "device_check"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -9,7 +9,7 @@ import pytest
 from shared import files, pretrained
 from shared.corpus import load_novel
 from shared.evaluation import bits_per_byte, evaluate_text
-from shared.pretrained import load_austen_gpt
+from shared.pretrained import load_austen_gpt, load_austen_gpt_sft
 
 
 def test_the_shipped_model_predicts_the_unseen_novel_far_better_than_chance():
@@ -22,19 +22,25 @@ def test_the_shipped_model_predicts_the_unseen_novel_far_better_than_chance():
     assert bits_per_byte(score.nll_nats, score.num_bytes) < 1.9
 
 
-def test_a_missing_model_file_is_named(monkeypatch, tmp_path):
-    monkeypatch.setattr(pretrained, "AUSTEN_GPT_PATH", tmp_path / "austen-gpt.safetensors")
-    with pytest.raises(FileNotFoundError, match="pretrained model is missing.*git checkout"):
-        load_austen_gpt()
+SHIPPED = [(load_austen_gpt, pretrained.AUSTEN_GPT, "pretrained model"),
+           (load_austen_gpt_sft, pretrained.AUSTEN_GPT_SFT, "chapter 7 model")]
 
 
-def test_a_corrupt_model_file_is_refused(monkeypatch, tmp_path):
+@pytest.mark.parametrize(("load", "name", "what"), SHIPPED, ids=["pretrained", "sft"])
+def test_a_missing_model_file_is_named(monkeypatch, tmp_path, load, name, what):
+    monkeypatch.setattr(pretrained, "DATA_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"{what} is missing.*git checkout"):
+        load()
+
+
+@pytest.mark.parametrize(("load", "name", "what"), SHIPPED, ids=["pretrained", "sft"])
+def test_a_corrupt_model_file_is_refused(monkeypatch, tmp_path, load, name, what):
     (tmp_path / "models").mkdir()
     shutil.copy(files.DATA_DIR / "SHA256SUMS", tmp_path / "SHA256SUMS")
-    data = bytearray(pretrained.AUSTEN_GPT_PATH.read_bytes())
+    data = bytearray((files.DATA_DIR / name).read_bytes())
     data[-1] ^= 1  # one flipped bit in the last weight
-    (tmp_path / pretrained.AUSTEN_GPT).write_bytes(bytes(data))
+    (tmp_path / name).write_bytes(bytes(data))
     monkeypatch.setattr(files, "DATA_DIR", tmp_path)  # read_shipped_file reads it at each call
-    monkeypatch.setattr(pretrained, "AUSTEN_GPT_PATH", tmp_path / pretrained.AUSTEN_GPT)
-    with pytest.raises(ValueError, match="austen-gpt.safetensors has SHA-256 .*: the file is corrupt or was edited"):
-        load_austen_gpt()
+    monkeypatch.setattr(pretrained, "DATA_DIR", tmp_path)
+    with pytest.raises(ValueError, match=f"{name.split('/')[-1]} has SHA-256 .*: the file is corrupt or was edited"):
+        load()

@@ -27,6 +27,7 @@ from shared.checks.ch09 import check_exercise_9_1, check_exercise_9_2, check_exe
 from shared.checks.ch10 import check_exercise_10_1, check_exercise_10_2, check_exercise_10_3, check_exercise_10_4
 from shared.checks.ch11 import check_exercise_11_1, check_exercise_11_2, check_exercise_11_3
 from shared.checks.ch12 import check_exercise_12_1, check_exercise_12_2, check_exercise_12_3
+from shared.checks.ch13 import check_exercise_13_1, check_exercise_13_2, check_exercise_13_3
 
 __all__ = [
     "check_exercise_2_1",
@@ -68,6 +69,9 @@ __all__ = [
     "check_exercise_12_1",
     "check_exercise_12_2",
     "check_exercise_12_3",
+    "check_exercise_13_1",
+    "check_exercise_13_2",
+    "check_exercise_13_3",
     "check_exercise_A_1",
     "check_exercise_A_2",
     "check_exercise_A_3",
