@@ -210,9 +210,9 @@ def test_a_tiny_dpo_run_learns_its_preferences(byte_tokenizer, capsys):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
     torch.manual_seed(0)
     tracking = train_model_dpo_simple(policy, reference, loader, loader, optimizer, num_epochs=6, beta=0.5,
-                                      eval_freq=2, eval_iter=1, start_context="Name the novel", tokenizer=byte_tokenizer)
                                       eval_freq=2, eval_iter=1, start_context="Name the novel",
                                       tokenizer=byte_tokenizer)
+    assert tracking["steps"] == [0, 2, 4]
     assert tracking["val_loss"][-1] < 0.5 * math.log(2)
     assert tracking["val_accuracy"][-1] == 1.0 and tracking["val_margin"][-1] > tracking["val_margin"][0] > 0
     assert not any(p.requires_grad for p in reference.parameters())  # the reference stayed frozen
