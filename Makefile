@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark notebooks clean train chat sync device-check
+.PHONY: install lab test lint benchmark notebooks clean train chat chat-web sync device-check
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -35,6 +35,11 @@ train: install
 
 chat: install
 	$(BIN)/python -m shared.chat runs/austen/checkpoint.safetensors $(ARGS)
+
+# The same in a browser, streamed, with a Stop button: the shipped chapter 7 model unless ARGS names a checkpoint
+# (`make chat-web ARGS=runs/austen/checkpoint.safetensors`; `ARGS="--help"` lists the options).
+chat-web: install
+	$(BIN)/python -m shared.chat_web $(ARGS)
 
 # Before training on a GPU (NVIDIA or Apple's MPS): check that it gives the CPU's losses (a few seconds).
 device-check: install

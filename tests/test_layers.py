@@ -86,7 +86,7 @@ LAYERS = [
     ["pretraining", "optimizers", "checkpoint", "distributed", "memory", "evaluation", "scaling", "trainer"],
     ["pretrained", "classification", "instruction", "preference", "rl"],
     ["checks"],
-    ["train", "chat", "generate", "instruction_data", "preference_data", "device_check"],
+    ["train", "chat", "chat_web", "generate", "instruction_data", "preference_data", "device_check"],
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

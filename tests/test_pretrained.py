@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from shared import files, pretrained
 from shared.corpus import load_novel
@@ -44,3 +45,28 @@ def test_a_corrupt_model_file_is_refused(monkeypatch, tmp_path, load, name, what
     monkeypatch.setattr(pretrained, "DATA_DIR", tmp_path)
     with pytest.raises(ValueError, match=f"{name.split('/')[-1]} has SHA-256 .*: the file is corrupt or was edited"):
         load()
+
+
+def test_a_state_dict_saved_the_books_way_loads_back_whole(tmp_path):
+    model, _ = load_austen_gpt_sft()
+    torch.save(model.state_dict(), tmp_path / "austen-gpt-sft.pth")  # chapter 7's way
+    loaded, tokenizer = pretrained.load_state_dict_file(tmp_path / "austen-gpt-sft.pth")
+    assert tokenizer.vocab_size == 4096 and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_bad_state_dict_file_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        pretrained.load_state_dict_file(tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="could not be read as a saved state dict"):
+        pretrained.load_state_dict_file(tmp_path / "junk.pth")
+    torch.save([torch.zeros(2)], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        pretrained.load_state_dict_file(tmp_path / "list.pth")
+    model, _ = load_austen_gpt()
+    state = model.state_dict()
+    del state["final_norm.scale"]
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match=r"1 weight\(s\) missing.*final_norm.scale.*finetuned from"):
+        pretrained.load_state_dict_file(tmp_path / "partial.pth")
