@@ -248,6 +248,7 @@ class ChatHandler(BaseHTTPRequestHandler):
     """GET / (the page) and /info; POST /generate (streamed), /stop, /classify, /load."""
 
     server: ChatServer
+    protocol_version = "HTTP/1.1"  # for chunked streaming; every other answer gives its Content-Length
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if self.path in ("/", "/index.html"):
@@ -299,8 +300,11 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.server.stop_requested.clear()
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/x-ndjson; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()  # HTTP/1.0: the body ends when the connection closes
+            # no-cache, not no-store: Chromium reports a no-store stream read to its end as aborted
+            # (microsoft/playwright#42742).
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")  # a line at a time, as the tokens come
+            self.end_headers()
 
             def on_text(piece: str) -> bool:
                 return not self.server.stop_requested.is_set() and self._line({"text": piece})
@@ -311,6 +315,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             except Exception as err:  # the headers are gone: report the fault in the stream
                 traceback.print_exc()
                 self._line({"error": f"generation failed: {type(err).__name__}: {err}"})
+            self._write_chunk(b"")  # the empty chunk ends the body
         finally:
             self.server.busy.release()
 
@@ -360,8 +365,12 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     def _line(self, obj: dict) -> bool:
         """Write one JSON line of the stream; False when the reader has gone."""
+        return self._write_chunk((json.dumps(obj) + "\n").encode())
+
+    def _write_chunk(self, data: bytes) -> bool:
+        """Send `data` as one chunk of a chunked HTTP/1.1 body; False when the reader has gone."""
         try:
-            self.wfile.write((json.dumps(obj) + "\n").encode())
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
             return True
         except (BrokenPipeError, ConnectionResetError):
