@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lab test lint benchmark notebooks clean train chat chat-web sync device-check
+.PHONY: install lab test lint benchmark notebooks clean train chat chat-web sync device-check web-install book
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
@@ -15,6 +15,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional web group (requirements-web.txt: Jupyter Book, MathJax's files, Playwright), installed once,
+# beside requirements.txt's pins, for `make book` and the real-browser tests.
+$(VENV)/.web-installed: $(VENV)/.installed requirements-web.txt
+	$(BIN)/python -m pip install -r requirements.txt -r requirements-web.txt
+	touch $@
+
+web-install: $(VENV)/.web-installed
 
 # Jupyter refuses to start as root (containers, cloud VMs) unless told it is meant.
 LAB_ROOT_FLAG = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
@@ -53,7 +61,12 @@ benchmark: install
 	$(BIN)/python benchmarks/bench_gpt.py
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info _build
+
+# The chapters and solutions as a static website, from the notebooks' stored outputs (nothing runs, nothing
+# downloads; a second build redoes only what changed): open _build/html/index.html.
+book: web-install
+	$(BIN)/python tools/build_book.py
 
 # Copy the finished components of shared/ into the notebook cells that show them
 # (`make sync ARGS=--check` changes nothing and lists the cells that differ).
