@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 WEB_INSTALL = "run `make web-install` (pip install -r requirements-web.txt into .venv)"
-CHROMIUM_INSTALL = "apt-get install -y --no-install-recommends chromium chromium-driver (Debian)"
+CHROMIUM_INSTALL = "apt-get install -y --no-install-recommends chromium (Debian; Playwright needs no driver)"
 # Headless, and quiet: no GPU, no sandbox (CI runs as root), and no traffic of Chromium's own to the network.
 LAUNCH_ARGS = [
     "--no-sandbox",
