@@ -219,3 +219,17 @@ def test_a_port_in_use_is_named_with_a_fix(server, capsys):
     with pytest.raises(SystemExit) as info:
         chat_web.main([str(AUSTEN_GPT_PATH), "--port", str(server.server_address[1])])
     assert info.value.code == 2 and "pick another port" in capsys.readouterr().err
+
+
+def test_bad_loading_options_are_named(classifier_file):
+    path, _ = classifier_file
+    with pytest.raises(ValueError, match="max_length=500: the model reads 1 to 128 tokens"):
+        load_chat_model(path, max_length=500)
+    with pytest.raises(ValueError, match="prompt_format='chatml'.*auto, plain.*alpaca"):
+        load_chat_model(AUSTEN_GPT_PATH, prompt_format="chatml")
+    assert load_chat_model(AUSTEN_GPT_PATH, prompt_format="alpaca").prompt_format == "alpaca"  # as asked
+
+
+def test_load_refuses_labels_that_are_not_a_list_of_names(server):
+    status, message = error_of(lambda: post(server, "/load", {"path": str(AUSTEN_GPT_PATH), "labels": "Emma"}))
+    assert status == 400 and "labels must be a list" in message
